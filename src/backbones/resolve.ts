@@ -1,0 +1,122 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import { PREPROCESS_MODES, type Preprocess } from '../data/preprocess.ts';
+import { ModelFileError, UsageError } from '../errors.ts';
+import { isRegistryName, registryEntry } from './registry.ts';
+import { findWeights } from './weights-lookup.ts';
+
+export interface Backbone {
+  /** Registry name (`vgg16`) or the absolute path the network was loaded from. */
+  id: string;
+  /** The file or folder the weights came from. */
+  source: string;
+  model: tf.LayersModel;
+  layer: string;
+  preprocess: Preprocess;
+  inputSize: [number, number];
+  /** sha256 of the weights, recorded in a bundle and checked when it is used again. */
+  checksum: string;
+}
+
+export interface BackboneOptions {
+  weights?: string;
+  layer?: string;
+  preprocess?: Preprocess;
+}
+
+const HEAD_CLASSES = new Set(['Flatten', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Dense']);
+const PASS_THROUGH = new Set(['Activation', 'LeakyReLU', 'ReLU', 'Softmax', 'Dropout', 'BatchNormalization']);
+
+function inboundOf(layer: tf.layers.Layer): tf.layers.Layer | undefined {
+  return layer.inboundNodes[0]?.inboundLayers[0];
+}
+
+/**
+ * The input of the first Flatten / global pooling / Dense layer: where a classifier's top
+ * begins. Darknet-style networks classify with a 1×1 convolution (one filter per class)
+ * before the pooling; that convolution belongs to the top too, so the cut goes before it.
+ */
+export function defaultFeatureLayer(model: tf.LayersModel): string {
+  const outputs = model.outputs[0].shape[model.outputs[0].shape.length - 1];
+  for (const layer of model.layers) {
+    if (!HEAD_CLASSES.has(layer.getClassName())) continue;
+    const inbound = inboundOf(layer);
+    if (!inbound || inbound.getClassName() === 'InputLayer') continue;
+    let probe: tf.layers.Layer | undefined = inbound;
+    while (probe && PASS_THROUGH.has(probe.getClassName())) probe = inboundOf(probe);
+    const config = probe?.getConfig() as { kernelSize?: number[]; filters?: number } | undefined;
+    if (probe && probe.getClassName() === 'Conv2D' && config?.filters === outputs && config.kernelSize?.every((k) => k === 1)) {
+      const before = inboundOf(probe);
+      if (before && before.getClassName() !== 'InputLayer') return before.name;
+    }
+    return inbound.name;
+  }
+  return model.layers[model.layers.length - 1].name;
+}
+
+/** Conventions of where a file came from: tfjs exports (ml5, nsfwjs) take x/255; Keras MobileNet/Inception take tf mode. */
+function guessPreprocess(model: tf.LayersModel, kind: 'tfjs' | 'keras'): Preprocess {
+  if (kind === 'tfjs') return 'unit';
+  const name = model.name.toLowerCase();
+  if (/vgg|resnet(?!.*v2)/.test(name)) return 'caffe';
+  return 'tf';
+}
+
+function checkPreprocess(mode: string | undefined): Preprocess | undefined {
+  if (mode === undefined) return undefined;
+  if (!(PREPROCESS_MODES as readonly string[]).includes(mode)) throw new UsageError(`--preprocess ${mode} is not known: use one of ${PREPROCESS_MODES.join(', ')}`);
+  return mode as Preprocess;
+}
+
+function checkLayer(model: tf.LayersModel, layer: string, id: string): string {
+  if (!model.layers.some((l) => l.name === layer)) {
+    const names = model.layers.map((l) => l.name);
+    const shown = names.length > 12 ? [...names.slice(0, 4), '…', ...names.slice(-7)] : names;
+    throw new UsageError(`--layer ${layer}: ${id} has no such layer (it has ${shown.join(', ')}; \`finetune models layers\` lists all)`);
+  }
+  return layer;
+}
+
+function inputSizeOf(model: tf.LayersModel, id: string): [number, number] {
+  const shape = model.inputs[0].shape;
+  if (shape.length !== 4 || shape[3] !== 3 || !shape[1] || !shape[2]) {
+    throw new ModelFileError(`${id}: input shape [${shape.join(', ')}] is not [batch, height, width, 3]; finetune needs an RGB image network with a fixed input size`);
+  }
+  return [shape[1], shape[2]];
+}
+
+export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Promise<Backbone> {
+  const preprocess = checkPreprocess(opts.preprocess);
+  if (isRegistryName(spec)) {
+    const entry = registryEntry(spec);
+    const layer = opts.layer ?? entry.defaultLayer;
+    const includeTop = entry.topLayers.includes(layer);
+    const model = entry.build({ includeTop });
+    checkLayer(model, layer, entry.name);
+    const source = findWeights(entry, includeTop, opts.weights);
+    const { loadKerasWeightsInto } = await import('./keras-h5.ts');
+    const { checksum } = await loadKerasWeightsInto(model, source);
+    return { id: entry.name, source, model, layer, preprocess: preprocess ?? entry.preprocess, inputSize: [...entry.inputSize], checksum };
+  }
+  const full = path.resolve(spec);
+  const info = await stat(full).catch(() => null);
+  if (!info) throw new UsageError(`--backbone ${spec}: not a known backbone name and no such file or folder (known: vgg16)`);
+  let model: tf.LayersModel;
+  let checksum: string;
+  let kind: 'tfjs' | 'keras';
+  if (info.isDirectory() || full.endsWith('.json')) {
+    const { loadTfjsFolder } = await import('./tfjs-folder.ts');
+    ({ model, checksum } = await loadTfjsFolder(full));
+    kind = 'tfjs';
+  } else if (/\.(h5|hdf5|keras)$/i.test(full)) {
+    const { loadKerasModel } = await import('./keras-h5.ts');
+    ({ model, checksum } = await loadKerasModel(full));
+    kind = 'keras';
+  } else {
+    throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json) or a Keras .h5 file`);
+  }
+  if (opts.weights) throw new UsageError('--weights applies to registry backbones (vgg16); a backbone given by path carries its own weights');
+  const layer = checkLayer(model, opts.layer ?? defaultFeatureLayer(model), spec);
+  return { id: full, source: full, model, layer, preprocess: preprocess ?? guessPreprocess(model, kind), inputSize: inputSizeOf(model, spec), checksum };
+}

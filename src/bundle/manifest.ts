@@ -1,0 +1,39 @@
+import type { Preprocess } from '../data/preprocess.ts';
+import type { ResizeMode } from '../data/image.ts';
+import type { Pooling } from '../engines/types.ts';
+import type { EpochRecord } from '../head/train.ts';
+
+/** Bundles written by this version; a newer one is refused rather than half-understood. */
+export const BUNDLE_FORMAT = 'finetune-model';
+export const BUNDLE_VERSION = 1;
+export const MANIFEST_FILE = 'finetune.json';
+
+export interface BackboneRecord {
+  /** Registry name or absolute path of the network. */
+  id: string;
+  /** sha256 of its weights at training time: predict refuses other weights. */
+  checksum: string;
+  layer: string;
+  pooling: Pooling;
+  preprocess: Preprocess;
+  inputSize: [number, number];
+  resize: ResizeMode;
+  featureSize: number;
+}
+
+export interface Manifest {
+  format: typeof BUNDLE_FORMAT;
+  formatVersion: number;
+  createdAt: string;
+  classes: string[];
+  backbone: BackboneRecord;
+  /** Relative path of the head's tfjs model.json inside the bundle. */
+  head: string;
+  /** Softmax temperature fitted on the validation split (1 = none). */
+  temperature: number;
+  training: Record<string, unknown>;
+  counts: { train: number; valid: number; skipped: number };
+  metrics: { valAccuracy?: number; valLoss?: number; trainAccuracy: number; trainLoss: number; epochs: number; bestEpoch: number };
+  history: EpochRecord[];
+  versions: Record<string, string>;
+}

@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { TRAIN_DEFAULTS } from '../defaults.ts';
+import { EXIT } from '../errors.ts';
+import { registerPredict } from './predict.ts';
+import { registerTrain } from './train.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('finetune')
+    .description('Transfer learning on images: a pretrained ImageNet backbone turns images into features, a small dense head learns your classes.')
+    .version(pkg.version)
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  finetune train ./data/dogscats                 learn cats vs dogs (writes models/dogscats)
+  finetune predict image.jpg                     classify with the model trained last
+  finetune predict --json photos/ > preds.ndjson
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs were skipped,
+4 quality gate missed (evaluate), 130 interrupted.`,
+    );
+  registerTrain(program, TRAIN_DEFAULTS);
+  registerPredict(program, TRAIN_DEFAULTS);
+  program.exitOverride();
+  program.commands.forEach((c) => c.exitOverride());
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are exits with code 0; every other parse error is a usage error.
+      process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      return;
+    }
+    throw err;
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,59 @@
+import { Option, type Command } from 'commander';
+import { EXIT, UsageError } from '../errors.ts';
+import { addCacheOptions, addEngineOptions, engineOptions, int, type EngineFlags } from './options.ts';
+import { printJson, printResult } from './output.ts';
+import { runCommand } from './run.ts';
+
+interface PredictFlags extends EngineFlags {
+  model?: string;
+  top: number;
+  tta?: boolean;
+  weights?: string;
+  backbone?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export function registerPredict(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
+  const cmd = program
+    .command('predict')
+    .description('classify images with a trained model: one line per image (path, label, probability)')
+    .argument('<paths...>', 'image files, folders or globs')
+    .option('--model <dir>', 'model folder (default: the model trained last)')
+    .option('--top <k>', 'show the k most probable classes', int('--top'), 1)
+    .option('--tta', 'test-time augmentation: average over the image and its mirror image')
+    .option('--weights <file>', 'backbone weights file, if not in the caches (must be the ones used in training)')
+    .option('--backbone <path>', 'where the backbone is now, if it was given by a path that has moved')
+    .option('--json', 'print ndjson: one object per image')
+    .option('-q, --quiet', 'no progress output');
+  addEngineOptions(cmd, defaults);
+  addCacheOptions(cmd);
+  cmd.addOption(new Option('--batch-size <n>').hideHelp().argParser(int('--batch-size')));
+  cmd.action((paths: string[], flags: PredictFlags) =>
+    runCommand(flags, async ({ progress, signal }) => {
+      const { loadModel, predict } = await import('../index.ts');
+      if (flags.top < 1) throw new UsageError(`--top ${flags.top}: must be at least 1`);
+      const model = await loadModel(flags.model, { backend: flags.backend });
+      try {
+        const results = await predict(model, paths, { ...engineOptions(flags), tta: flags.tta, weights: flags.weights, backbone: flags.backbone, onProgress: progress, signal });
+        progress.stop();
+        for (const r of results) {
+          if ('error' in r) {
+            if (flags.json) printJson({ path: r.path, error: r.error });
+            else process.stderr.write(`${r.path}: error: ${r.error}\n`);
+            continue;
+          }
+          if (flags.json) {
+            printJson({ path: r.path, label: r.label, probability: r.probability, probabilities: r.probabilities });
+          } else {
+            const ranked = Object.entries(r.probabilities).sort((a, b) => b[1] - a[1]).slice(0, flags.top);
+            printResult(`${r.path}\t${ranked.map(([label, p]) => `${label}\t${p.toFixed(4)}`).join('\t')}`);
+          }
+        }
+        return results.some((r) => 'error' in r) ? EXIT.skipped : EXIT.ok;
+      } finally {
+        model.head.dispose();
+      }
+    }),
+  );
+}

@@ -1,0 +1,40 @@
+import { EXIT } from '../errors.ts';
+import { detectOutput, paint, progressRenderer, type Output } from './output.ts';
+
+export interface CommandContext {
+  out: Output;
+  progress: ReturnType<typeof progressRenderer>;
+  signal: AbortSignal;
+}
+
+/**
+ * Runs one command's action: SIGINT aborts the library call (which stops at the next batch
+ * and keeps what the cache already holds); a second SIGINT quits at once. Errors are printed
+ * once, as one line, and set process.exitCode (never process.exit, which cuts piped output).
+ */
+export async function runCommand(flags: { json?: boolean; quiet?: boolean }, action: (ctx: CommandContext) => Promise<number | void>): Promise<void> {
+  const out = detectOutput(flags);
+  const progress = progressRenderer(out);
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(EXIT.interrupted);
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const code = await action({ out, progress, signal: controller.signal });
+    process.exitCode = code ?? EXIT.ok;
+  } catch (err) {
+    progress.stop();
+    const e = err as Error & { exitCode?: number };
+    const code = controller.signal.aborted ? EXIT.interrupted : typeof e.exitCode === 'number' ? e.exitCode : EXIT.runtime;
+    const message = code === EXIT.interrupted ? 'interrupted; the previous model is unchanged and computed features are kept in the cache' : e.message;
+    if (flags.json) process.stdout.write(JSON.stringify({ error: message, exitCode: code }) + '\n');
+    process.stderr.write(paint(out, 'red', `finetune: error: ${message}`) + '\n');
+    if (code === EXIT.runtime && process.env.FINETUNE_DEBUG && e.stack) process.stderr.write(e.stack + '\n');
+    process.exitCode = code;
+  } finally {
+    progress.stop();
+    process.off('SIGINT', onSigint);
+  }
+}

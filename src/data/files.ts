@@ -1,0 +1,86 @@
+import { readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Extensions sharp decodes; anything else is skipped and counted. */
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jfif', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+
+/** Names that operating systems leave behind; skipped without a word. */
+const SILENT = new Set(['thumbs.db', 'desktop.ini', '.ds_store']);
+
+export interface Skipped {
+  path: string;
+  reason: string;
+}
+
+export interface Listing {
+  images: string[];
+  skipped: Skipped[];
+}
+
+export function isImagePath(file: string): boolean {
+  return IMAGE_EXTENSIONS.has(path.extname(file).toLowerCase());
+}
+
+function isSilent(name: string): boolean {
+  return name.startsWith('.') || SILENT.has(name.toLowerCase());
+}
+
+/**
+ * Image files below `dir`, sorted. Symbolic links are followed once: a link back to a folder
+ * already visited (a loop) is skipped and reported.
+ */
+export async function listImages(dir: string, opts: { recursive?: boolean } = {}): Promise<Listing> {
+  const listing: Listing = { images: [], skipped: [] };
+  const seen = new Set<string>();
+  await walk(dir, opts.recursive ?? true, seen, listing);
+  listing.images.sort();
+  return listing;
+}
+
+async function walk(dir: string, recursive: boolean, seen: Set<string>, out: Listing): Promise<void> {
+  const real = await realpath(dir);
+  if (seen.has(real)) {
+    out.skipped.push({ path: dir, reason: 'symbolic link loop' });
+    return;
+  }
+  seen.add(real);
+  const entries = await readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+  for (const entry of entries) {
+    if (isSilent(entry.name)) continue;
+    const full = path.join(dir, entry.name);
+    let isDir = entry.isDirectory();
+    let isFile = entry.isFile();
+    if (entry.isSymbolicLink()) {
+      try {
+        const target = await stat(full);
+        isDir = target.isDirectory();
+        isFile = target.isFile();
+      } catch {
+        out.skipped.push({ path: full, reason: 'broken or looping symbolic link' });
+        continue;
+      }
+    }
+    if (isDir) {
+      if (recursive) await walk(full, recursive, seen, out);
+      continue;
+    }
+    if (!isFile) continue;
+    if (isImagePath(entry.name)) out.images.push(full);
+    else out.skipped.push({ path: full, reason: `not an image file (${path.extname(entry.name) || 'no extension'})` });
+  }
+}
+
+/** Immediate sub-folders (following links), sorted, hidden ones left out. */
+export async function listSubfolders(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const folders: string[] = [];
+  for (const entry of entries) {
+    if (isSilent(entry.name)) continue;
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory() || (entry.isSymbolicLink() && (await stat(full).catch(() => null))?.isDirectory())) {
+      folders.push(entry.name);
+    }
+  }
+  return folders.sort();
+}

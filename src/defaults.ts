@@ -1,0 +1,25 @@
+import type { ResizeMode } from './data/image.ts';
+import type { BackendChoice } from './engines/backend.ts';
+import type { EngineChoice } from './engines/index.ts';
+import type { Pooling } from './engines/types.ts';
+
+/** Defaults live here once; the CLI's help text reads them. */
+export const TRAIN_DEFAULTS = Object.freeze({
+  backbone: 'vgg16',
+  pooling: 'avg' as Pooling,
+  resize: 'squash' as ResizeMode,
+  valSplit: 0.2,
+  seed: 42,
+  hidden: 256,
+  dropout: 0.5,
+  lr: 1e-3,
+  epochs: 10,
+  batchSize: 32,
+  patience: 3,
+  engine: 'auto' as EngineChoice,
+  backend: 'auto' as BackendChoice,
+  extractBatchSize: 16,
+  classWeight: 'auto' as ClassWeightMode,
+});
+
+export type ClassWeightMode = 'auto' | 'balanced' | 'none';

@@ -1,0 +1,41 @@
+/** What every frozen-backbone engine offers: preprocessed NHWC images in, pooled features out. */
+export type Pooling = 'avg' | 'max' | 'flatten';
+export type EngineName = 'onnx' | 'tfjs';
+export type Device = 'cpu' | 'gpu';
+
+export interface FeatureExtractor {
+  readonly engine: EngineName;
+  /** What actually runs the numbers, e.g. `cpu`, `cuda`, `tfjs-wasm`, `tfjs-node-gpu`. */
+  readonly device: string;
+  /** Length of one image's feature vector after pooling. */
+  readonly featureSize: number;
+  /** [height, width] the backbone expects. */
+  readonly inputSize: readonly [number, number];
+  /**
+   * `images` holds `count` preprocessed images, NHWC float32, length count*h*w*3.
+   * Resolves to count*featureSize floats, row-major (image-major).
+   */
+  run(images: Float32Array, count: number): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+export interface ExtractorOptions {
+  /** Name of the layer whose output becomes the features (pooling applied after it). */
+  layer: string;
+  pooling: Pooling;
+  /** Intra-op threads for CPU engines; default: all cores. */
+  threads?: number;
+  device?: Device;
+}
+
+/** Thrown by an exporter for a layer it cannot translate; the caller falls back to tfjs. */
+export class UnsupportedLayerError extends Error {
+  constructor(
+    readonly layerName: string,
+    readonly className: string,
+    readonly reason: string,
+  ) {
+    super(`layer ${layerName} (${className}): ${reason}`);
+    this.name = 'UnsupportedLayerError';
+  }
+}

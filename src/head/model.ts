@@ -1,0 +1,54 @@
+import * as tf from '@tensorflow/tfjs';
+
+export interface HeadOptions {
+  /** Units of the hidden layer; 0 = a linear (logistic-regression) head. */
+  hidden: number;
+  dropout: number;
+  seed: number;
+}
+
+/** Dense(hidden, relu) → Dropout → Dense(classes, softmax), or Dense(classes, softmax) alone. */
+export function buildHead(inputDim: number, classes: number, opts: HeadOptions): tf.Sequential {
+  const model = tf.sequential({ name: 'finetune_head' });
+  if (opts.hidden > 0) {
+    model.add(tf.layers.dense({ inputShape: [inputDim], units: opts.hidden, activation: 'relu', name: 'hidden', kernelInitializer: tf.initializers.glorotUniform({ seed: opts.seed }) }));
+    model.add(tf.layers.dropout({ rate: opts.dropout, name: 'dropout' }));
+    model.add(tf.layers.dense({ units: classes, activation: 'softmax', name: 'output', kernelInitializer: tf.initializers.glorotUniform({ seed: opts.seed + 1 }) }));
+  } else {
+    model.add(tf.layers.dense({ inputShape: [inputDim], units: classes, activation: 'softmax', name: 'output', kernelInitializer: tf.initializers.glorotUniform({ seed: opts.seed }) }));
+  }
+  return model;
+}
+
+/**
+ * Forward pass with an explicit dropout mask (already scaled by 1/(1−rate)), so training is
+ * repeatable from a seed; without a mask dropout is the identity, as at inference.
+ */
+export function forward(model: tf.Sequential, x: tf.Tensor2D, dropoutMask?: tf.Tensor2D): tf.Tensor2D {
+  let h: tf.Tensor = x;
+  for (const layer of model.layers) {
+    if (layer.getClassName() === 'Dropout') {
+      if (dropoutMask) h = tf.mul(h, dropoutMask);
+      continue;
+    }
+    h = layer.apply(h) as tf.Tensor;
+  }
+  return h as tf.Tensor2D;
+}
+
+/**
+ * Training runs on standardised features; folding (x − μ)/σ into the first Dense layer
+ * afterwards gives a head that takes raw features: W' = W/σ, b' = b − (μ/σ)·W.
+ */
+export function foldStandardization(model: tf.Sequential, mean: Float32Array, std: Float32Array): void {
+  const first = model.layers[0];
+  const [kernel, bias] = first.getWeights();
+  const folded = tf.tidy(() => {
+    const invStd = tf.tensor1d(std).reciprocal();
+    const w = tf.mul(kernel, invStd.expandDims(1));
+    const shift = tf.matMul(tf.mul(tf.tensor1d(mean), invStd).expandDims(0), kernel).squeeze([0]);
+    return [w, tf.sub(bias, shift)];
+  });
+  first.setWeights(folded);
+  tf.dispose(folded);
+}

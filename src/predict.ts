@@ -1,0 +1,134 @@
+import { readFile } from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
+import { loadBundle, type LoadedBundle } from './bundle/load.ts';
+import type { Manifest } from './bundle/manifest.ts';
+import { expandInputs } from './data/inputs.ts';
+import { initBackend } from './engines/backend.ts';
+import { ModelFileError, UsageError } from './errors.ts';
+import type { CacheOptions } from './features/store.ts';
+import { lastModelFile } from './paths.ts';
+import type { OnProgress } from './progress.ts';
+import { openFeatureSource, type EngineSettings, type FeatureSource } from './train.ts';
+
+export interface FinetuneModel extends LoadedBundle {
+  classes: string[];
+}
+
+export type Prediction =
+  | { path: string; label: string; probability: number; probabilities: Record<string, number> }
+  | { path: string; error: string };
+
+export interface PredictOptions extends EngineSettings, CacheOptions {
+  /** Average over the image and its mirror image. */
+  tta?: boolean;
+  /** Backbone weights to use instead of the registry lookup (checked against the bundle's checksum). */
+  weights?: string;
+  /** Where the backbone is, when it was given by a path that has moved since training. */
+  backbone?: string;
+  onProgress?: OnProgress;
+  signal?: AbortSignal;
+}
+
+/** The bundle at `dir`, or the one trained last. */
+export async function loadModel(dir?: string, opts: { backend?: EngineSettings['backend'] } = {}): Promise<FinetuneModel> {
+  await initBackend(opts.backend);
+  let target = dir;
+  if (!target) {
+    target = (await readFile(lastModelFile(), 'utf8').catch(() => ''))?.trim();
+    if (!target) throw new UsageError('no --model given and no model trained yet: run `finetune train DATA` first, or pass --model DIR');
+  }
+  const bundle = await loadBundle(target);
+  return { ...bundle, classes: bundle.manifest.classes };
+}
+
+/** Opens the backbone a bundle was trained with, refusing weights that differ from training. */
+export async function openModelFeatures(model: FinetuneModel, opts: PredictOptions): Promise<FeatureSource> {
+  const b: Manifest['backbone'] = model.manifest.backbone;
+  const source = await openFeatureSource(opts.backbone ?? b.id, { weights: opts.weights, layer: b.layer, preprocess: b.preprocess, pooling: b.pooling, resize: b.resize }, opts, opts.onProgress);
+  if (source.backbone.checksum !== b.checksum) {
+    await source.close();
+    throw new ModelFileError(
+      `backbone weights ${source.backbone.source} (sha256 ${source.backbone.checksum.slice(0, 12)}…) differ from those ${model.dir} was trained with (${b.checksum.slice(0, 12)}…): use the same weights, or re-train`,
+    );
+  }
+  if (source.extractor.featureSize !== b.featureSize) {
+    await source.close();
+    throw new ModelFileError(`${model.dir}: backbone gives ${source.extractor.featureSize} features but the head expects ${b.featureSize}; re-train the model`);
+  }
+  return source;
+}
+
+/** Probabilities of the head for rows of features (temperature applied), one batch at a time. */
+export function headProbabilities(model: FinetuneModel, features: Float32Array, n: number, dim: number, batchSize = 256): Float32Array {
+  const classes = model.classes.length;
+  const out = new Float32Array(n * classes);
+  const t = model.manifest.temperature || 1;
+  for (let start = 0; start < n; start += batchSize) {
+    const rows = Math.min(batchSize, n - start);
+    const probs = tf.tidy(() => {
+      const x = tf.tensor2d(features.subarray(start * dim, (start + rows) * dim), [rows, dim]);
+      const p = model.head.predict(x) as tf.Tensor2D;
+      return t === 1 ? p : tf.softmax(tf.div(tf.log(tf.clipByValue(p, 1e-12, 1)), t));
+    });
+    out.set(probs.dataSync(), start * classes);
+    probs.dispose();
+  }
+  return out;
+}
+
+export interface ScoredImages {
+  paths: string[];
+  /** n × classes probabilities; rows of skipped images are zeros. */
+  probabilities: Float32Array;
+  ok: Uint8Array;
+  skipped: { path: string; reason: string }[];
+  cache: { hits: number; misses: number };
+  seconds: number;
+}
+
+/** Features → probabilities for a list of image files (averaged with the mirror image when tta). */
+export async function scoreImages(model: FinetuneModel, source: FeatureSource, paths: string[], opts: PredictOptions): Promise<ScoredImages> {
+  const plain = await source.extract(paths, { onProgress: opts.onProgress, signal: opts.signal });
+  let probabilities = headProbabilities(model, plain.features, paths.length, plain.dim);
+  let seconds = plain.seconds;
+  const cache = { ...plain.cache };
+  if (opts.tta) {
+    const mirrored = await source.extract(paths, { flip: true, onProgress: opts.onProgress, signal: opts.signal, task: 'extract:flip' });
+    const flipped = headProbabilities(model, mirrored.features, paths.length, mirrored.dim);
+    probabilities = probabilities.map((p, i) => (p + flipped[i]) / 2);
+    seconds += mirrored.seconds;
+    cache.hits += mirrored.cache.hits;
+    cache.misses += mirrored.cache.misses;
+  }
+  return { paths, probabilities, ok: plain.ok, skipped: plain.skipped, cache, seconds };
+}
+
+/** Classifies image files, folders or globs; unreadable or missing files get an error entry. */
+export async function predict(model: FinetuneModel, inputs: string[], opts: PredictOptions = {}): Promise<Prediction[]> {
+  if (inputs.length === 0) throw new UsageError('predict needs at least one image, folder or glob');
+  const { paths, missing, skipped: notImages } = await expandInputs(inputs);
+  const results: Prediction[] = [];
+  if (paths.length > 0) {
+    const source = await openModelFeatures(model, opts);
+    try {
+      const scored = await scoreImages(model, source, paths, opts);
+      const reasons = new Map(scored.skipped.map((s) => [s.path, s.reason]));
+      const k = model.classes.length;
+      paths.forEach((path, i) => {
+        if (!scored.ok[i]) {
+          results.push({ path, error: reasons.get(path) ?? 'unreadable image' });
+          return;
+        }
+        const row = scored.probabilities.subarray(i * k, (i + 1) * k);
+        let best = 0;
+        for (let c = 1; c < k; c++) if (row[c] > row[best]) best = c;
+        const probabilities = Object.fromEntries(model.classes.map((name, c) => [name, row[c]]));
+        results.push({ path, label: model.classes[best], probability: row[best], probabilities });
+      });
+    } finally {
+      await source.close();
+    }
+  }
+  for (const m of [...missing, ...notImages]) results.push({ path: m.path, error: m.reason });
+  return results;
+}
