@@ -68,7 +68,7 @@ export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooli
       values.set(output.id, { name: g.op('Transpose', [INPUT_NAME], { perm: NHWC_TO_NCHW }, 'images/nchw'), shape: output.shape });
       continue;
     }
-    const translate = TRANSLATORS[className];
+    const translate = Object.hasOwn(TRANSLATORS, className) ? TRANSLATORS[className] : undefined;
     if (!translate) {
       const nested = layer as unknown as { layers?: unknown };
       unsupported(layer, nested.layers ? 'nested models are not translated' : 'no ONNX translation for this layer type');

@@ -23,7 +23,6 @@ export async function createOnnxExtractor(model: tf.LayersModel, opts: Extractor
     );
   }
   const { bytes, featureSize, inputSize } = exportToOnnx(model, opts);
-  const channels = model.inputs[0].shape[3] ?? 3;
   const session = await ort.InferenceSession.create(bytes, {
     executionProviders: [useCuda ? 'cuda' : 'cpu'],
     graphOptimizationLevel: 'all',
@@ -32,6 +31,8 @@ export async function createOnnxExtractor(model: tf.LayersModel, opts: Extractor
     interOpNumThreads: 1,
   });
   const [h, w] = inputSize;
+  const meta = session.inputMetadata.find((m) => m.name === INPUT_NAME);
+  const channels = meta?.isTensor && typeof meta.shape[3] === 'number' ? meta.shape[3] : 3;
   const perImage = h * w * channels;
   let disposed = false;
   return {
@@ -41,9 +42,10 @@ export async function createOnnxExtractor(model: tf.LayersModel, opts: Extractor
     inputSize,
     async run(images, count) {
       if (disposed) throw new FinetuneError('the onnx feature extractor was disposed; create a new one');
-      if (!Number.isInteger(count) || count < 1 || images.length !== count * perImage) {
+      if (!Number.isInteger(count) || count < 0 || images.length !== count * perImage) {
         throw new FinetuneError(`onnx extractor: expected ${count} images of ${h}×${w}×${channels} floats (${count * perImage}), got ${images.length}`);
       }
+      if (count === 0) return new Float32Array(0);
       const input = new ort.Tensor('float32', images, [count, h, w, channels]);
       const results = await session.run({ [INPUT_NAME]: input });
       const output = results[OUTPUT_NAME];

@@ -17,6 +17,8 @@ export async function openFeatureStore(spec: FeatureSpec, dim: number, opts: Cac
   if (opts.cacheDir === false) return { close: async () => {} };
   const { FeatureCache } = await import('./cache.ts');
   const cache = await FeatureCache.open(opts.cacheDir ?? featureCacheDir());
-  const store = await cache.namespace(spec, dim);
+  // Pooled vectors are small: float32 keeps a cached run bit-identical to a fresh one.
+  // Flattened maps (VGG16: 25,088 floats) are large: float16 halves the disk.
+  const store = await cache.namespace(spec, dim, { precision: dim > 4096 ? 'float16' : 'float32' });
   return { store, close: () => cache.close() };
 }

@@ -142,7 +142,7 @@ export async function trainHead(train: FeatureSet, valid: FeatureSet | undefined
             () => {
               const probs = forward(model, xb, mask);
               // Tensors made inside minimize are freed with its gradients; keep the hit count.
-              hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), yb), 'float32')));
+              hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), yb), 'float32'))) as tf.Scalar;
               return weightedLoss(probs, yb, classes, weights);
             },
             true,

@@ -125,7 +125,7 @@ export function confusionHeatmap(matrix: number[][], classes: string[]): string 
   const axisPad = 22;
   const left = axisPad + labelW;
   const top = axisPad + headerH;
-  const width = left + k * cell + 8;
+  const width = left + k * cell + (rotate ? Math.ceil(labelW * 0.72) : 8);
   const height = top + k * cell + 8;
   const showText = cell >= 26;
 
