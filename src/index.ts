@@ -2,6 +2,8 @@
 export { train, TRAIN_DEFAULTS, type TrainOptions, type TrainResult, type ClassWeightMode } from './train.ts';
 export { predict, loadModel, type Prediction, type PredictOptions, type FinetuneModel } from './predict.ts';
 export { saveModel } from './model-io.ts';
+export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.ts';
+export { writeReport } from './report-file.ts';
 export { loadBackbone, type Backbone } from './backbones/resolve.ts';
 export { REGISTRY } from './backbones/registry.ts';
 export { loadDataset, LAYOUTS, type Dataset, type Layout } from './data/layout.ts';

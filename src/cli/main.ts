@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { TRAIN_DEFAULTS } from '../defaults.ts';
 import { EXIT } from '../errors.ts';
+import { registerCache } from './cache.ts';
+import { registerEvaluate } from './evaluate.ts';
 import { registerPredict } from './predict.ts';
 import { registerTrain } from './train.ts';
 
@@ -25,8 +27,11 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
     );
   registerTrain(program, TRAIN_DEFAULTS);
   registerPredict(program, TRAIN_DEFAULTS);
+  registerEvaluate(program, TRAIN_DEFAULTS);
+  registerCache(program);
   program.exitOverride();
-  program.commands.forEach((c) => c.exitOverride());
+  const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+  all(program).forEach((c) => c.exitOverride());
   return program;
 }
 

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { EXIT, UsageError } from '../errors.ts';
 import { addCacheOptions, addEngineOptions, engineOptions, int, type EngineFlags } from './options.ts';
 import { printJson, printResult } from './output.ts';
-import { runCommand } from './run.ts';
+import { runCommand, writeAtomically } from './run.ts';
 
 interface PredictFlags extends EngineFlags {
   model?: string;
@@ -10,6 +10,9 @@ interface PredictFlags extends EngineFlags {
   tta?: boolean;
   weights?: string;
   backbone?: string;
+  csv?: string;
+  kaggle?: string;
+  clip: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -24,6 +27,9 @@ export function registerPredict(program: Command, defaults: typeof import('../de
     .option('--tta', 'test-time augmentation: average over the image and its mirror image')
     .option('--weights <file>', 'backbone weights file, if not in the caches (must be the ones used in training)')
     .option('--backbone <path>', 'where the backbone is now, if it was given by a path that has moved')
+    .option('--csv <file>', 'also write path,label,probability and one column per class to a CSV file')
+    .option('--kaggle <file>', 'also write a Kaggle dogs-vs-cats submission (id,label = P(dog)) to a file')
+    .option('--clip <range>', 'clip P(dog) in --kaggle output to LOW,HIGH (or c for c…1−c)', '0.02,0.98')
     .option('--json', 'print ndjson: one object per image')
     .option('-q, --quiet', 'no progress output');
   addEngineOptions(cmd, defaults);
@@ -32,11 +38,15 @@ export function registerPredict(program: Command, defaults: typeof import('../de
   cmd.action((paths: string[], flags: PredictFlags) =>
     runCommand(flags, async ({ progress, signal }) => {
       const { loadModel, predict } = await import('../index.ts');
+      const { predictionsCsv, kaggleSubmission, parseClip } = await import('../export/tables.ts');
+      if (flags.kaggle) parseClip(flags.clip);
       if (flags.top < 1) throw new UsageError(`--top ${flags.top}: must be at least 1`);
       const model = await loadModel(flags.model, { backend: flags.backend });
       try {
         const results = await predict(model, paths, { ...engineOptions(flags), tta: flags.tta, weights: flags.weights, backbone: flags.backbone, onProgress: progress, signal });
         progress.stop();
+        if (flags.csv) await writeAtomically(flags.csv, predictionsCsv(results, model.classes));
+        if (flags.kaggle) await writeAtomically(flags.kaggle, kaggleSubmission(results, model.classes, parseClip(flags.clip)));
         for (const r of results) {
           if ('error' in r) {
             if (flags.json) printJson({ path: r.path, error: r.error });

@@ -1,4 +1,5 @@
-import { EXIT } from '../errors.ts';
+import { rename, writeFile } from 'node:fs/promises';
+import { EXIT, UsageError } from '../errors.ts';
 import { detectOutput, paint, progressRenderer, type Output } from './output.ts';
 
 export interface CommandContext {
@@ -37,4 +38,15 @@ export async function runCommand(flags: { json?: boolean; quiet?: boolean }, act
     progress.stop();
     process.off('SIGINT', onSigint);
   }
+}
+
+/** Output files (CSV, submissions) appear whole or not at all. */
+export async function writeAtomically(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, text);
+  } catch (err) {
+    throw new UsageError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? err}; check the folder exists and is writable`);
+  }
+  await rename(tmp, file);
 }

@@ -1,0 +1,42 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { thumbnailDataUri } from './data/image.ts';
+import type { EvaluateResult } from './evaluate.ts';
+import type { FinetuneModel } from './predict.ts';
+import { renderReport, selectGalleryImages, type ReportImage } from './report/index.ts';
+
+/** Builds the self-contained HTML report of an evaluation (thumbnails only for gallery images) and writes it atomically. */
+export async function writeReport(file: string, model: FinetuneModel, result: EvaluateResult, opts: { title?: string; thumbnailSize?: number } = {}): Promise<string> {
+  const seed = Number((model.manifest.training as { seed?: number }).seed ?? 42);
+  const chosen = selectGalleryImages(result.items, { seed });
+  const images: ReportImage[] = [];
+  for (const item of result.items) {
+    if (!chosen.has(item.path)) continue;
+    const thumbnail = await thumbnailDataUri(item.path, opts.thumbnailSize ?? 176).catch(() => '');
+    images.push({ ...item, thumbnail });
+  }
+  const b = model.manifest.backbone;
+  const html = renderReport({
+    title: opts.title ?? `${model.dir} — ${result.split} split`,
+    generatedAt: new Date().toISOString(),
+    classes: model.classes,
+    model: {
+      model: model.dir,
+      backbone: b.id,
+      layer: b.layer,
+      pooling: b.pooling,
+      preprocess: b.preprocess,
+      'input size': `${b.inputSize[0]}×${b.inputSize[1]}`,
+      features: b.featureSize,
+      split: result.split,
+    },
+    evaluation: result.evaluation,
+    history: model.manifest.history,
+    images,
+    skipped: result.skipped,
+    seed,
+  });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, html);
+  await rename(tmp, file);
+  return file;
+}
