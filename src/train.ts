@@ -23,9 +23,13 @@ export interface BackboneChoice {
   backbone?: string;
   weights?: string;
   layer?: string;
+  /** The network's own output as features (ImageNet probabilities). */
+  output?: boolean;
   preprocess?: Preprocess;
   pooling?: Pooling;
   resize?: ResizeMode;
+  /** Fetch missing registry weights (default yes; FINETUNE_OFFLINE=1 or false forbids it). */
+  download?: boolean;
 }
 
 export interface EngineSettings {
@@ -87,7 +91,7 @@ export interface FeatureSource {
 export async function openFeatureSource(spec: string, choice: BackboneChoice, settings: EngineSettings & CacheOptions, onProgress?: OnProgress): Promise<FeatureSource> {
   const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
   onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
-  const backbone = await loadBackbone(spec, choice);
+  const backbone = await loadBackbone(spec, { ...choice, onProgress });
   const pooling = choice.pooling ?? TRAIN_DEFAULTS.pooling;
   const resize = choice.resize ?? TRAIN_DEFAULTS.resize;
   const extractor = await createExtractor(backbone.model, {

@@ -2,9 +2,12 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { PREPROCESS_MODES, type Preprocess } from '../data/preprocess.ts';
-import { ModelFileError, UsageError } from '../errors.ts';
-import { isRegistryName, registryEntry } from './registry.ts';
-import { findWeights } from './weights-lookup.ts';
+import { InterruptedError, ModelFileError, UsageError } from '../errors.ts';
+import { modelsDir } from '../paths.ts';
+import type { OnProgress } from '../progress.ts';
+import { offlineByEnv, pullDestination, sourceUrl } from '../weights-store.ts';
+import { isRegistryName, REGISTRY, registryEntry, type RegistryEntry } from './registry.ts';
+import { findWeights, missingWeightsMessage } from './weights-lookup.ts';
 
 export interface Backbone {
   /** Registry name (`vgg16`) or the absolute path the network was loaded from. */
@@ -22,7 +25,13 @@ export interface Backbone {
 export interface BackboneOptions {
   weights?: string;
   layer?: string;
+  /** Use the network's own output as the features (its ImageNet probabilities); overrides layer. */
+  output?: boolean;
   preprocess?: Preprocess;
+  /** Fetch missing registry weights (default: yes, unless FINETUNE_OFFLINE=1). */
+  download?: boolean;
+  onProgress?: OnProgress;
+  signal?: AbortSignal;
 }
 
 const HEAD_CLASSES = new Set(['Flatten', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Dense']);
@@ -86,22 +95,49 @@ function inputSizeOf(model: tf.LayersModel, id: string): [number, number] {
   return [shape[1], shape[2]];
 }
 
+/** The weights on disk, or downloaded into $FINETUNE_HOME/models when allowed. */
+async function findOrPullWeights(entry: RegistryEntry, includeTop: boolean, opts: BackboneOptions): Promise<string> {
+  try {
+    return findWeights(entry, includeTop, opts.weights);
+  } catch (err) {
+    if (!(err instanceof ModelFileError) || opts.download === false || offlineByEnv()) throw err;
+    const file = includeTop ? entry.weights.full! : entry.weights.notop;
+    const { download } = await import('./download.ts');
+    try {
+      const result = await download(sourceUrl(file), pullDestination(file), { md5: file.md5, onProgress: opts.onProgress, signal: opts.signal });
+      return result.path;
+    } catch (cause) {
+      if (cause instanceof InterruptedError) throw cause;
+      throw new ModelFileError(`${missingWeightsMessage(entry, file)} (download failed: ${(cause as Error).message})`, { cause });
+    }
+  }
+}
+
+/** A name given to `finetune models import`: $FINETUNE_HOME/models/<name>.h5 or <name>/model.json. */
+async function importedPath(spec: string): Promise<string | undefined> {
+  if (!/^[\w.-]+$/.test(spec)) return undefined;
+  for (const candidate of [path.join(modelsDir(), spec, 'model.json'), path.join(modelsDir(), `${spec}.h5`)]) {
+    if (await stat(candidate).catch(() => null)) return candidate;
+  }
+  return undefined;
+}
+
 export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Promise<Backbone> {
   const preprocess = checkPreprocess(opts.preprocess);
   if (isRegistryName(spec)) {
     const entry = registryEntry(spec);
-    const layer = opts.layer ?? entry.defaultLayer;
+    const layer = opts.output ? entry.topLayers[entry.topLayers.length - 1] : (opts.layer ?? entry.defaultLayer);
     const includeTop = entry.topLayers.includes(layer);
     const model = entry.build({ includeTop });
     checkLayer(model, layer, entry.name);
-    const source = findWeights(entry, includeTop, opts.weights);
+    const source = await findOrPullWeights(entry, includeTop, opts);
     const { loadKerasWeightsInto } = await import('./keras-h5.ts');
     const { checksum } = await loadKerasWeightsInto(model, source);
     return { id: entry.name, source, model, layer, preprocess: preprocess ?? entry.preprocess, inputSize: [...entry.inputSize], checksum };
   }
-  const full = path.resolve(spec);
+  const full = path.resolve((await stat(spec).catch(() => null)) ? spec : ((await importedPath(spec)) ?? spec));
   const info = await stat(full).catch(() => null);
-  if (!info) throw new UsageError(`--backbone ${spec}: not a known backbone name and no such file or folder (known: vgg16)`);
+  if (!info) throw new UsageError(`--backbone ${spec}: not a known backbone name and no such file or folder (known: ${Object.keys(REGISTRY).join(', ')}; or a name given to 'finetune models import')`);
   let model: tf.LayersModel;
   let checksum: string;
   let kind: 'tfjs' | 'keras';
@@ -117,6 +153,6 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
     throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json) or a Keras .h5 file`);
   }
   if (opts.weights) throw new UsageError('--weights applies to registry backbones (vgg16); a backbone given by path carries its own weights');
-  const layer = checkLayer(model, opts.layer ?? defaultFeatureLayer(model), spec);
+  const layer = opts.output ? model.layers[model.layers.length - 1].name : checkLayer(model, opts.layer ?? defaultFeatureLayer(model), spec);
   return { id: full, source: full, model, layer, preprocess: preprocess ?? guessPreprocess(model, kind), inputSize: inputSizeOf(model, spec), checksum };
 }

@@ -24,7 +24,7 @@ export async function loadBundle(dir: string): Promise<LoadedBundle> {
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
     throw new ModelFileError(`${manifestPath} ${missing ? 'is missing' : 'is not valid JSON'}: ${dir} is not a finetune model (re-train it with \`finetune train\`)`, { cause: err });
   }
-  if (manifest.format !== BUNDLE_FORMAT || typeof manifest.formatVersion !== 'number') {
+  if (manifest?.format !== BUNDLE_FORMAT || typeof manifest.formatVersion !== 'number') {
     throw new ModelFileError(`${manifestPath} is not a finetune model manifest (no "format": "${BUNDLE_FORMAT}")`);
   }
   if (manifest.formatVersion > BUNDLE_VERSION) {
@@ -37,7 +37,14 @@ export async function loadBundle(dir: string): Promise<LoadedBundle> {
   if (path.relative(path.resolve(dir), headJson).startsWith('..') || path.isAbsolute(manifest.head)) {
     throw new ModelFileError(`${manifestPath}: head path "${manifest.head}" points outside the model folder; refusing to read it`);
   }
-  const { artifacts } = await readTfjsFolder(headJson);
+  let artifacts: tf.io.ModelArtifacts;
+  try {
+    ({ artifacts } = await readTfjsFolder(headJson));
+  } catch (err) {
+    // The reader's message names the broken file; the user also needs to know the cure.
+    if (!(err instanceof ModelFileError)) throw err;
+    throw new ModelFileError(`${err.message}; the model ${dir} is damaged: re-train it`, { cause: err });
+  }
   let head: tf.LayersModel;
   try {
     head = await tf.loadLayersModel(tf.io.fromMemory(artifacts));

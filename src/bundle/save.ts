@@ -35,6 +35,25 @@ async function previousHead(dir: string): Promise<string | undefined> {
   }
 }
 
+/** Writes a tfjs layers model folder (model.json + weights.bin), each file fsync'd. */
+export async function writeLayersModel(dir: string, model: tf.LayersModel): Promise<void> {
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const weightsFile = 'weights.bin';
+      await writeDurably(path.join(dir, weightsFile), new Uint8Array(artifacts.weightData as ArrayBuffer));
+      const modelJson = {
+        format: 'layers-model',
+        generatedBy: 'finetune',
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths: [weightsFile], weights: artifacts.weightSpecs }],
+      };
+      await writeDurably(path.join(dir, 'model.json'), JSON.stringify(modelJson));
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  await syncDir(dir);
+}
+
 /**
  * Writes a bundle so that no moment leaves a broken model at `dir`: the head goes into a new
  * folder `head-<id>/`, and only then `finetune.json`, which names it, replaces the old one by
@@ -51,21 +70,7 @@ export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Om
   const headDir = `head-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const headPath = path.join(dir, headDir);
   await mkdir(headPath);
-  await head.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      const weightsFile = 'weights.bin';
-      await writeDurably(path.join(headPath, weightsFile), new Uint8Array(artifacts.weightData as ArrayBuffer));
-      const modelJson = {
-        format: 'layers-model',
-        generatedBy: 'finetune',
-        modelTopology: artifacts.modelTopology,
-        weightsManifest: [{ paths: [weightsFile], weights: artifacts.weightSpecs }],
-      };
-      await writeDurably(path.join(headPath, 'model.json'), JSON.stringify(modelJson));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  await syncDir(headPath);
+  await writeLayersModel(headPath, head);
   const full: Manifest = { ...manifest, head: `${headDir}/model.json` } as Manifest;
   const tmp = path.join(dir, `.${MANIFEST_FILE}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   await writeDurably(tmp, JSON.stringify(full, null, 2) + '\n');

@@ -3,7 +3,9 @@ import { Command, CommanderError } from 'commander';
 import { TRAIN_DEFAULTS } from '../defaults.ts';
 import { EXIT } from '../errors.ts';
 import { registerCache } from './cache.ts';
+import { registerData } from './data.ts';
 import { registerEvaluate } from './evaluate.ts';
+import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
 import { registerTrain } from './train.ts';
 
@@ -29,6 +31,8 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerPredict(program, TRAIN_DEFAULTS);
   registerEvaluate(program, TRAIN_DEFAULTS);
   registerCache(program);
+  registerModels(program);
+  registerData(program);
   program.exitOverride();
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   all(program).forEach((c) => c.exitOverride());

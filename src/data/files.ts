@@ -65,7 +65,11 @@ async function walk(dir: string, recursive: boolean, seen: Set<string>, out: Lis
       if (recursive) await walk(full, recursive, seen, out);
       continue;
     }
-    if (!isFile) continue;
+    if (!isFile) {
+      // Reading a pipe or a device would block or never end.
+      out.skipped.push({ path: full, reason: 'not a regular file (a pipe, socket or device)' });
+      continue;
+    }
     if (isImagePath(entry.name)) out.images.push(full);
     else out.skipped.push({ path: full, reason: `not an image file (${path.extname(entry.name) || 'no extension'})` });
   }

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.ts';
 import { listImages, listSubfolders, type Skipped } from './files.ts';
@@ -84,10 +84,23 @@ interface ClassFiles {
   files: string[];
 }
 
+/** True when `inner` is `outer` or lies below it. */
+function isWithin(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
 async function readClassFolders(dir: string, skipped: Skipped[]): Promise<ClassFiles[]> {
   const classes: ClassFiles[] = [];
+  const realDir = await realpath(dir);
   for (const name of await listSubfolders(dir)) {
-    const listing = await listImages(path.join(dir, name));
+    const classDir = path.join(dir, name);
+    // A class folder that links back to a folder above it would hold every class's images.
+    if (isWithin(realDir, await realpath(classDir))) {
+      skipped.push({ path: classDir, reason: 'symbolic link loop' });
+      continue;
+    }
+    const listing = await listImages(classDir);
     skipped.push(...listing.skipped);
     classes.push({ name, files: listing.images });
   }

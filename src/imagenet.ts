@@ -1,0 +1,101 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { expandInputs } from './data/inputs.ts';
+import { kerasModelsDir, modelsDir } from './paths.ts';
+import type { CacheOptions } from './features/store.ts';
+import type { OnProgress } from './progress.ts';
+import { openFeatureSource, type EngineSettings } from './train.ts';
+
+export interface ImagenetClass {
+  index: number;
+  name: string;
+  probability: number;
+}
+
+export type ImagenetPrediction = { path: string; top: ImagenetClass[] } | { path: string; error: string };
+
+export interface ImagenetOptions extends EngineSettings, CacheOptions {
+  backbone?: string;
+  weights?: string;
+  top?: number;
+  /** JSON with the 1000 class names: Keras's imagenet_class_index.json or an array of names. */
+  classNames?: string;
+  onProgress?: OnProgress;
+  signal?: AbortSignal;
+}
+
+/** Keras's {"0": ["n01440764", "tench"], …} or a plain array of 1000 names. */
+function parseClassNames(json: unknown): string[] | undefined {
+  if (Array.isArray(json) && json.length === 1000) return json.map(String);
+  if (json && typeof json === 'object') {
+    const entries = json as Record<string, [string, string]>;
+    if (Object.keys(entries).length === 1000) return Array.from({ length: 1000 }, (_, i) => entries[String(i)]?.[1] ?? `class ${i}`);
+  }
+  return undefined;
+}
+
+async function readJson(file: string): Promise<unknown> {
+  return JSON.parse(await readFile(file, 'utf8'));
+}
+
+/** Class names from --class-names, $FINETUNE_HOME/models or ~/.keras/models; numbers only when none is found. */
+export async function imagenetClassNames(explicit?: string): Promise<string[] | undefined> {
+  const candidates = explicit ? [explicit] : [path.join(modelsDir(), 'imagenet_class_index.json'), path.join(kerasModelsDir(), 'imagenet_class_index.json')];
+  for (const file of candidates) {
+    const names = await readJson(file).then(parseClassNames, () => undefined);
+    if (names) return names;
+  }
+  return undefined;
+}
+
+/**
+ * Networks trained outside the standard class order (Darknet) ship a `*-to-imagenet-index.json`
+ * beside their weights, whose `std` array maps output position → standard ImageNet index.
+ */
+async function outputOrder(folder: string): Promise<number[] | undefined> {
+  const files = await readdir(folder).catch(() => [] as string[]);
+  const mapFile = files.find((f) => f.endsWith('-to-imagenet-index.json'));
+  if (!mapFile) return undefined;
+  const map = (await readJson(path.join(folder, mapFile))) as { std?: number[] };
+  return Array.isArray(map.std) ? map.std : undefined;
+}
+
+/** The backbone's own top-k ImageNet classes for each image: the sanity check users run first. */
+export async function imagenetTop(inputs: string[], opts: ImagenetOptions = {}): Promise<ImagenetPrediction[]> {
+  const spec = opts.backbone ?? 'vgg16';
+  const opened = await openFeatureSource(spec, { weights: opts.weights, output: true, pooling: 'avg' }, opts, opts.onProgress);
+  try {
+    const { paths, missing, skipped } = await expandInputs(inputs);
+    const result = await opened.extract(paths, { onProgress: opts.onProgress, signal: opts.signal });
+    const names = await imagenetClassNames(opts.classNames);
+    const source = opened.backbone.source;
+    const order = await outputOrder(/\.(json|h5|hdf5|keras)$/i.test(source) ? path.dirname(source) : source);
+    const k = opts.top ?? 5;
+    const reasons = new Map(result.skipped.map((s) => [s.path, s.reason]));
+    const out: ImagenetPrediction[] = paths.map((p, i) => {
+      if (!result.ok[i]) return { path: p, error: reasons.get(p) ?? 'unreadable image' };
+      const row = asProbabilities(Array.from(result.features.subarray(i * result.dim, (i + 1) * result.dim)));
+      const ranked = row.map((probability, position) => ({ position, probability })).sort((a, b) => b.probability - a.probability).slice(0, k);
+      return {
+        path: p,
+        top: ranked.map(({ position, probability }) => {
+          const index = order?.[position] ?? position;
+          return { index, name: names?.[index] ?? `class ${index}`, probability };
+        }),
+      };
+    });
+    return [...out, ...[...missing, ...skipped].map((m) => ({ path: m.path, error: m.reason }))];
+  } finally {
+    await opened.close();
+  }
+}
+
+/** Some networks end on logits (Darknet's last layer is the pooled 1×1 convolution): softmax those. */
+function asProbabilities(row: number[]): number[] {
+  const sum = row.reduce((a, b) => a + b, 0);
+  if (row.every((v) => v >= 0) && Math.abs(sum - 1) < 1e-3) return row;
+  const max = Math.max(...row);
+  const exp = row.map((v) => Math.exp(v - max));
+  const total = exp.reduce((a, b) => a + b, 0);
+  return exp.map((v) => v / total);
+}

@@ -1,0 +1,208 @@
+import assert from 'node:assert/strict';
+import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { loadModel, predict, saveModel, train, type FinetuneModel, type Prediction, type ProgressEvent, type TrainOptions, type TrainResult } from '../src/index.ts';
+import { makeHeldOutImages, makeImageDataset, writeClassImage, type ImageDataset } from './fixtures/images.ts';
+import { writeTinyBackbone, type TinyBackboneFiles } from './fixtures/tiny-backbone.ts';
+
+let tmp: string;
+let data: ImageDataset;
+let heldOut: { path: string; label: number }[];
+let tiny: TinyBackboneFiles;
+let options: TrainOptions;
+const savedHome = process.env.FINETUNE_HOME;
+
+before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'finetune-train-'));
+  process.env.FINETUNE_HOME = path.join(tmp, 'home');
+  data = await makeImageDataset(path.join(tmp, 'data'), { layout: 'fastai', classes: 3, perClass: 24, validPerClass: 8, size: 64, seed: 1 });
+  heldOut = await makeHeldOutImages(path.join(tmp, 'held-out'), { classes: 3, count: 8, seed: 2 });
+  tiny = await writeTinyBackbone(path.join(tmp, 'backbone'), { seed: 5 });
+  options = { backbone: tiny.folder, layer: 'block2_pool', engine: 'tfjs', backend: 'cpu', cacheDir: false, epochs: 20, lr: 0.01, patience: 5, seed: 42 };
+});
+after(async () => {
+  if (savedHome === undefined) delete process.env.FINETUNE_HOME;
+  else process.env.FINETUNE_HOME = savedHome;
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** A trained result as predict takes it, without writing it anywhere. */
+function inMemoryModel(result: TrainResult): FinetuneModel {
+  return { dir: '(not saved)', manifest: { ...result.manifest, head: 'model.json' }, head: result.head, classes: result.classes };
+}
+
+function accuracyOn(predictions: Prediction[], classes: string[]): number {
+  const correct = predictions.filter((p, i) => 'label' in p && p.label === classes[heldOut[i].label]).length;
+  return correct / heldOut.length;
+}
+
+const predictOptions = { engine: 'tfjs', backend: 'cpu', cacheDir: false } as const;
+
+describe('train and predict with the library', () => {
+  let first: TrainResult;
+
+  test('a synthetic 3-class set: validation accuracy ≥ 95%, counts and classes as on disk, progress reported', async () => {
+    const events: ProgressEvent[] = [];
+    first = await train(data.root, { ...options, onProgress: (e) => events.push(e) });
+    assert.deepEqual(first.classes, ['checker', 'circle', 'stripes']);
+    assert.deepEqual(first.counts, { train: 72, valid: 24, skipped: 0 });
+    assert.ok(first.manifest.metrics.valAccuracy! >= 0.95, `val accuracy ${first.manifest.metrics.valAccuracy}`);
+    assert.ok(first.history.length >= 1 && first.history.length <= 20);
+    assert.equal(first.engine, 'tfjs');
+    assert.equal(first.backend, 'cpu');
+    assert.deepEqual(first.skipped, []);
+    assert.ok(first.timing.featuresSeconds > 0 && first.timing.imagesPerSecond > 0);
+    const trainEpochs = events.filter((e) => e.status === 'progress' && e.task === 'train');
+    assert.equal(trainEpochs.length, first.history.length, 'one progress event per epoch');
+    assert.ok(events.some((e) => e.status === 'initiate' && e.task === 'dataset'));
+  });
+
+  test('held-out images are classified ≥ 95% correctly', async () => {
+    const predictions = await predict(inMemoryModel(first), heldOut.map((h) => h.path), predictOptions);
+    assert.equal(predictions.length, heldOut.length);
+    for (const p of predictions) {
+      assert.ok('label' in p, JSON.stringify(p));
+      const sum = Object.values(p.probabilities).reduce((a, b) => a + b, 0);
+      assert.ok(Math.abs(sum - 1) < 1e-4, 'probabilities sum to 1');
+      assert.equal(p.probability, Math.max(...Object.values(p.probabilities)));
+    }
+    assert.ok(accuracyOn(predictions, first.classes) >= 0.95, `held-out accuracy ${accuracyOn(predictions, first.classes)}`);
+  });
+
+  test('the same seed gives the same training; another seed another one', async () => {
+    const again = await train(data.root, options);
+    assert.deepEqual(again.history, first.history);
+    assert.deepEqual(again.manifest.metrics, first.manifest.metrics);
+    assert.deepEqual(again.head.getWeights().map((w) => [...w.dataSync()]), first.head.getWeights().map((w) => [...w.dataSync()]));
+    again.head.dispose();
+    const other = await train(data.root, { ...options, seed: 7 });
+    assert.notDeepEqual(other.history, first.history);
+    other.head.dispose();
+  });
+
+  test('with a seeded split (folders layout) too: same seed, same run; another seed, another run', async () => {
+    const root = path.join(tmp, 'folders');
+    await makeImageDataset(root, { layout: 'folders', classes: 2, perClass: 12, size: 32, seed: 3 });
+    const run = async (seed: number) => {
+      const result = await train(root, { ...options, seed, epochs: 2 });
+      result.head.dispose();
+      return result;
+    };
+    const a = await run(1);
+    const b = await run(1);
+    const c = await run(2);
+    assert.deepEqual(a.history, b.history);
+    assert.equal(a.counts.valid, 6);
+    assert.notDeepEqual(c.history, a.history);
+  });
+
+  test('hidden: 0 trains a linear head', async () => {
+    const linear = await train(data.root, { ...options, hidden: 0 });
+    try {
+      assert.equal(linear.head.layers.length, 1);
+      assert.equal(linear.head.layers[0].getClassName(), 'Dense');
+      assert.equal(linear.manifest.training.hidden, 0);
+      assert.ok(linear.manifest.metrics.valAccuracy! > 0.6, `linear head val accuracy ${linear.manifest.metrics.valAccuracy}`);
+      const predictions = await predict(inMemoryModel(linear), heldOut.map((h) => h.path), predictOptions);
+      assert.ok(predictions.every((p) => 'label' in p));
+    } finally {
+      linear.head.dispose();
+    }
+  });
+
+  test('a corrupt image and a text file are skipped with their paths; training still finishes', async () => {
+    const root = path.join(tmp, 'with-broken');
+    const ds = await makeImageDataset(root, { layout: 'fastai', classes: 2, perClass: 10, validPerClass: 4, size: 32, seed: 4 });
+    const good = await readFile(ds.train.circle[0]);
+    const broken = path.join(root, 'train', 'circle', 'broken.jpg');
+    await writeFile(broken, good.subarray(0, Math.floor(good.length / 3)));
+    const notes = path.join(root, 'valid', 'stripes', 'notes.txt');
+    await writeFile(notes, 'not an image');
+    const result = await train(root, { ...options, epochs: 3 });
+    try {
+      assert.deepEqual(result.skipped.map((s) => s.path).sort(), [broken, notes].sort());
+      assert.match(result.skipped.find((s) => s.path === broken)!.reason, /corrupt|truncated/);
+      assert.deepEqual(result.counts, { train: 20, valid: 8, skipped: 2 });
+      assert.ok(result.history.length >= 1);
+    } finally {
+      result.head.dispose();
+    }
+  });
+
+  test('saveModel → loadModel → predict gives the same probabilities; finetune.json says how the model was made', async () => {
+    const paths = heldOut.map((h) => h.path);
+    const before = await predict(inMemoryModel(first), paths, predictOptions);
+    const dir = path.join(tmp, 'models', 'shapes');
+    await saveModel(dir, first);
+
+    const loaded = await loadModel(dir, { backend: 'cpu' });
+    const after = await predict(loaded, paths, predictOptions);
+    assert.equal(after.length, before.length);
+    after.forEach((p, i) => {
+      const q = before[i];
+      assert.ok('label' in p && 'label' in q);
+      assert.equal(p.path, q.path);
+      assert.equal(p.label, q.label);
+      for (const c of first.classes) assert.ok(Math.abs(p.probabilities[c] - q.probabilities[c]) <= 1e-6, `${p.path} ${c}`);
+    });
+
+    const manifest = JSON.parse(await readFile(path.join(dir, 'finetune.json'), 'utf8'));
+    assert.deepEqual(manifest.classes, ['checker', 'circle', 'stripes']);
+    assert.equal(manifest.backbone.id, path.resolve(tiny.folder));
+    assert.match(manifest.backbone.checksum, /^[0-9a-f]{64}$/);
+    assert.equal(manifest.backbone.layer, 'block2_pool');
+    assert.equal(manifest.backbone.pooling, 'avg');
+    assert.equal(manifest.backbone.preprocess, 'unit');
+    assert.deepEqual(manifest.backbone.inputSize, [32, 32]);
+    assert.equal(manifest.backbone.featureSize, 16);
+    for (const key of ['hidden', 'dropout', 'lr', 'epochs', 'batchSize', 'patience', 'layout', 'valSplit']) assert.ok(key in manifest.training, `training.${key}`);
+    assert.equal(manifest.training.seed, 42);
+    assert.equal(manifest.training.lr, 0.01);
+    assert.equal(manifest.training.epochs, 20);
+    assert.equal(manifest.metrics.valAccuracy, first.manifest.metrics.valAccuracy);
+    assert.deepEqual(manifest.history, first.history);
+    assert.ok(manifest.versions.finetune && manifest.versions['@tensorflow/tfjs'], JSON.stringify(manifest.versions));
+    assert.deepEqual(manifest.counts, { train: 72, valid: 24, skipped: 0 });
+
+    const last = await loadModel(undefined, { backend: 'cpu' });
+    assert.equal(path.resolve(last.dir), path.resolve(dir), 'loadModel() with no folder opens the model saved last');
+    last.head.dispose();
+    loaded.head.dispose();
+  });
+
+  test('predict frees its tensors: three calls after a warm-up leave tf.memory() as it was', async () => {
+    const model = inMemoryModel(first);
+    const paths = heldOut.slice(0, 4).map((h) => h.path);
+    await predict(model, paths, predictOptions);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) await predict(model, paths, predictOptions);
+    assert.equal(tf.memory().numTensors, before);
+  });
+
+  test('train frees its tensors: only the returned head remains, and disposing it restores the count', async () => {
+    const before = tf.memory().numTensors;
+    const result = await train(data.root, { ...options, epochs: 3 });
+    assert.equal(tf.memory().numTensors, before + result.head.weights.length);
+    result.head.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    first.head.dispose();
+  });
+
+  test('predict reports a missing file and an unreadable image per file, not as a failure', async () => {
+    const model = await loadModel(path.join(tmp, 'models', 'shapes'), { backend: 'cpu' });
+    const missing = path.join(tmp, 'nope.jpg');
+    const broken = path.join(tmp, 'broken.png');
+    await writeFile(broken, 'not a png');
+    const ok = await writeClassImage(path.join(tmp, 'one.jpg'), 1, { seed: 77 });
+    const results = await predict(model, [ok, missing, broken], predictOptions);
+    model.head.dispose();
+    const byPath = new Map(results.map((r) => [r.path, r]));
+    assert.equal(results.length, 3);
+    assert.ok('label' in byPath.get(ok)!);
+    assert.match((byPath.get(missing) as { error: string }).error, /not found/);
+    assert.match((byPath.get(broken) as { error: string }).error, /corrupt|decode|format/);
+  });
+});
