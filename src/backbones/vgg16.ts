@@ -34,13 +34,18 @@ export interface Vgg16Options {
   includeTop?: boolean;
   inputSize?: readonly [number, number];
   classes?: number;
+  /** Random (Glorot) weights from this seed instead of zeros: for speed measurements without the real file. */
+  randomSeed?: number;
 }
 
 export function vgg16(opts: Vgg16Options = {}): tf.LayersModel {
   const includeTop = opts.includeTop ?? false;
   const [h, w] = opts.inputSize ?? [224, 224];
   // Weights are overwritten by the weight file; zeros skip the cost of random initialisation.
-  const init = { kernelInitializer: 'zeros', biasInitializer: 'zeros' } as const;
+  const init =
+    opts.randomSeed === undefined
+      ? ({ kernelInitializer: 'zeros', biasInitializer: 'zeros' } as const)
+      : { kernelInitializer: tf.initializers.glorotUniform({ seed: opts.randomSeed }), biasInitializer: 'zeros' as const };
   const input = tf.input({ shape: [h, w, 3], name: 'input_1' });
   let x: tf.SymbolicTensor = input;
   BLOCKS.forEach(({ filters, convs }, b) => {

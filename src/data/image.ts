@@ -90,6 +90,9 @@ function toRgb(data: Buffer, channels: number): Uint8Array {
 
 function describeSharpError(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
+  // libvips keeps one error buffer for all its threads: when several images decode at once, a
+  // failed decode often comes back with no message at all.
+  if (/^unknown error$/i.test(message.trim())) return 'corrupt or truncated image (the decoder gave no detail)';
   if (/pixel limit/i.test(message)) return `image too large (over ${MAX_INPUT_PIXELS / 1e6} megapixels)`;
   if (/unsupported image format/i.test(message)) return 'not an image sharp can decode';
   if (/premature end|truncated|corrupt|VipsJpeg|pngload|Invalid/i.test(message)) return `corrupt or truncated image (${message.split('\n')[0]})`;
