@@ -20,7 +20,7 @@
  * | PNG bytes named .jpg                                 | works (content decides, not the name)                  |
  * | `-ünï cödé photo.jpg` (spaces, unicode, leading dash)| works in train; `predict -- NAME` and `predict ./NAME` |
  * | zero-byte file                                       | skipped: "empty file"                                  |
- * | truncated JPEG (half the bytes)                      | skipped: "corrupt or truncated image (…)"              |
+ * | truncated JPEG, truncated PNG (half the bytes)       | skipped: "corrupt or truncated image (jpeg|png)", also when many decode at once (was: "Unknown error" or another file's libvips message) |
  * | random bytes named .jpg, text file named .png        | skipped: "not an image sharp can decode"               |
  * | decompression bomb (30000×30000 PNG, ~100 KB)        | skipped: "image too large", by the pixel limit, in ms  |
  * | notes.txt                                            | skipped: "not an image file (.txt)"                    |
@@ -138,7 +138,21 @@ describe('each kind decodes or is refused with a reason (readImage)', { skip: !p
     assert.ok(process.memoryUsage().rss - rssBefore < 200 * 2 ** 20, 'its 900 megapixels were never allocated');
   });
 
-  for (const entry of CORPUS.filter((e) => e.expect === 'skipped' && /\.(jpg|png)$/.test(e.rel) && !/link|pipe/.test(e.kind))) {
+  const unreadable = CORPUS.filter((e) => e.expect === 'skipped' && /\.(jpg|png)$/.test(e.rel) && !/link|pipe/.test(e.kind));
+
+  test('reasons stay right while many files decode at once (libvips shares one error buffer between threads)', async () => {
+    const good = CORPUS.filter((e) => e.expect === 'ok' && e.rel.startsWith('train/a/'));
+    for (let round = 0; round < 4; round++) {
+      const mixed = [...unreadable, ...good, ...unreadable];
+      const outcomes = await Promise.all(mixed.map((e) => readImage(abs(e.rel), { size: [32, 32] }).then(() => 'decoded', (err: ImageReadError) => err.reason)));
+      mixed.forEach((e, i) => {
+        if (e.expect === 'ok') assert.equal(outcomes[i], 'decoded', e.kind);
+        else assert.match(outcomes[i], e.reason!, `${e.kind}, round ${round}`);
+      });
+    }
+  });
+
+  for (const entry of unreadable) {
     test(`${entry.kind}: ImageReadError naming the file`, async () => {
       await assert.rejects(readImage(abs(entry.rel), { size: [32, 32] }), (err: unknown) => {
         assert.ok(err instanceof ImageReadError, String(err));

@@ -189,6 +189,14 @@ describe('data a classifier cannot learn from', () => {
     await rejectsUsage(loadDataset(fastai), 'only one class');
   });
 
+  test('fastai: a class in valid/ that train/ lacks is a UsageError naming both', async () => {
+    const root = fresh();
+    await makeImageDataset(root, { layout: 'fastai', classes: 2, perClass: 2, validPerClass: 1, size: 16 });
+    await mkdir(path.join(root, 'valid', 'zebra'));
+    await writeClassImage(path.join(root, 'valid', 'zebra', 'z.jpg'), 2, { seed: 3, size: 16 });
+    await rejectsUsage(loadDataset(root), '"zebra"', path.join(root, 'valid'), path.join(root, 'train'));
+  });
+
   test('a missing data folder is a UsageError naming the path', async () => {
     const missing = path.join(tmp, 'no-such-folder');
     await rejectsUsage(loadDataset(missing), missing, 'does not exist');

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { ImageReadError, readImage, type DecodedImage } from '../src/data/image.ts';
 import { preprocess } from '../src/data/preprocess.ts';
 import { PREPROCESS_MODES } from '../src/index.ts';
@@ -32,7 +32,7 @@ const isBlue = ([r, g, b]: number[]) => b > 180 && r < 80 && g < 80;
 const isGreen = ([r, g, b]: number[]) => g > 180 && r < 80 && b < 80;
 
 /** Raw RGB(A) pixels whose colour is `colourAt(x, y)`, written as `file` by sharp. */
-async function writeImage(file: string, width: number, height: number, channels: 3 | 4, colourAt: (x: number, y: number) => number[], edit?: (s: sharp.Sharp) => sharp.Sharp) {
+async function writeImage(file: string, width: number, height: number, channels: 3 | 4, colourAt: (x: number, y: number) => number[], edit?: (s: Sharp) => Sharp) {
   const data = Buffer.alloc(width * height * channels);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data.set(colourAt(x, y), (y * width + x) * channels);
   let img = sharp(data, { raw: { width, height, channels } });

@@ -20,10 +20,11 @@ export const MOBILENET_ROWS = [128, 160, 192, 224] as const;
 export type MobileNetRows = (typeof MOBILENET_ROWS)[number];
 
 /**
- * Download sizes at 224². Only alpha 1.0's are published (Keras's download log prints
- * 17,225,924 bytes for both files: its no-top file still carries the conv_preds weights).
- * The others are estimates: float32 parameters of the with-top network plus the 210,468 bytes
- * of HDF5 overhead seen in alpha 1.0's file, for both files likewise.
+ * Download sizes at 224². Only alpha 1.0's are known (Keras's download log prints 17,225,924
+ * bytes for both of its files, so the no-top file apparently still holds conv_preds). The
+ * others are estimates, found nowhere published: 4 bytes per parameter of the with-top network
+ * plus the 210,468 bytes of HDF5 overhead of alpha 1.0's file, for both files alike. Only
+ * messages and listings show them; downloads are not checked against them.
  */
 const BYTES_224: Readonly<Record<MobileNetAlpha, { notop: number; full: number }>> = {
   0.25: { notop: 2_112_644, full: 2_112_644 },

@@ -67,7 +67,7 @@ export async function decodeImage(path: string, bytes: Buffer, opts: ReadOptions
     const rgb = info.channels === 3 ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : toRgb(data, info.channels);
     return { rgb, width: info.width, height: info.height };
   } catch (err) {
-    throw new ImageReadError(path, describeSharpError(err));
+    throw new ImageReadError(path, await describeSharpError(err, bytes));
   }
 }
 
@@ -88,15 +88,20 @@ function toRgb(data: Buffer, channels: number): Uint8Array {
   return out;
 }
 
-function describeSharpError(err: unknown): string {
+/**
+ * libvips keeps one error buffer for all its threads, so while several images decode at once
+ * a decode error's text may be empty or belong to another file. Only sharp's own checks (format
+ * sniffing, the pixel limit) give text that can be trusted; any other failure is named from the
+ * file's header, which is read alone.
+ */
+async function describeSharpError(err: unknown, bytes: Buffer): Promise<string> {
   const message = err instanceof Error ? err.message : String(err);
-  // libvips keeps one error buffer for all its threads: when several images decode at once, a
-  // failed decode often comes back with no message at all.
-  if (/^unknown error$/i.test(message.trim())) return 'corrupt or truncated image (the decoder gave no detail)';
   if (/pixel limit/i.test(message)) return `image too large (over ${MAX_INPUT_PIXELS / 1e6} megapixels)`;
   if (/unsupported image format/i.test(message)) return 'not an image sharp can decode';
-  if (/premature end|truncated|corrupt|VipsJpeg|pngload|Invalid/i.test(message)) return `corrupt or truncated image (${message.split('\n')[0]})`;
-  return message.split('\n')[0];
+  const format = await sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS })
+    .metadata()
+    .then((m) => m.format, () => undefined);
+  return format ? `corrupt or truncated image (${format})` : 'not an image sharp can decode';
 }
 
 /** A small JPEG as a data: URI for the HTML report. */

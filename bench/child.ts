@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from './paths.ts';
+
+/**
+ * Runs one bench part in its own Node process (bench/part.ts), so thread pools, tfjs
+ * backends and peak memory of one part never colour another's figures. The child writes
+ * its result as JSON to a file; its progress lines pass through on stderr.
+ */
+export function runPart<T>(name: string, options: unknown, limits: { timeoutS: number; env?: NodeJS.ProcessEnv }): Promise<T> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'finetune-bench-part-'));
+  const resultFile = path.join(dir, 'result.json');
+  return new Promise<T>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'part.ts'), name, JSON.stringify(options), resultFile], {
+      cwd: ROOT,
+      env: { ...process.env, ...limits.env },
+      // stdout is dropped: tfjs prints adverts there.
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-2000);
+      process.stderr.write(chunk);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), limits.timeoutS * 1000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) {
+        try {
+          resolve(JSON.parse(readFileSync(resultFile, 'utf8')) as T);
+          return;
+        } catch {
+          // no result: reported below
+        }
+      }
+      const why = signal === 'SIGKILL' ? `took over ${limits.timeoutS} s` : `exited with ${code ?? signal}`;
+      const lastLine = stderr.trim().split('\n').pop();
+      reject(new Error(`bench part ${name} ${why}${lastLine ? `: ${lastLine.slice(0, 300)}` : ''}`));
+    });
+  }).finally(() => rmSync(dir, { recursive: true, force: true }));
+}

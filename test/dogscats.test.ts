@@ -1,0 +1,58 @@
+/**
+ * Real photos through a real pretrained network: a slice of ../shared/data/dogscats with the
+ * darknet-tiny ImageNet backbone must land well above chance. Skipped when ../shared is absent.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { train } from '../src/index.ts';
+
+const SHARED = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared');
+const DOGSCATS = path.join(SHARED, 'data', 'dogscats');
+const DARKNET = path.join(SHARED, 'backbones', 'darknet-tiny');
+const PER_CLASS = { train: 60, valid: 25 } as const;
+
+let tmp: string | undefined;
+after(async () => {
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+/** A fast.ai-layout folder of links to the first `count` photos of each class and split. */
+async function sliceOfDogscats(root: string): Promise<void> {
+  for (const split of ['train', 'valid'] as const) {
+    for (const cls of ['cats', 'dogs']) {
+      const from = path.join(DOGSCATS, split, cls);
+      const to = path.join(root, split, cls);
+      await mkdir(to, { recursive: true });
+      const files = (await readdir(from)).filter((f) => /\.jpe?g$/i.test(f)).sort().slice(0, PER_CLASS[split]);
+      for (const f of files) await symlink(path.join(from, f), path.join(to, f));
+    }
+  }
+}
+
+test('dogscats slice with darknet-tiny: validation accuracy ≥ 85%', { timeout: 120_000 }, async (t) => {
+  if (!existsSync(DOGSCATS) || !existsSync(path.join(DARKNET, 'model.json'))) {
+    t.skip(`${SHARED} (real photos and backbones) is absent; nothing to measure`);
+    return;
+  }
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'finetune-dogscats-'));
+  const data = path.join(tmp, 'dogscats');
+  await sliceOfDogscats(data);
+  const started = performance.now();
+  const result = await train(data, { backbone: DARKNET, engine: 'tfjs', cacheDir: false, epochs: 15, seed: 42 });
+  try {
+    const seconds = (performance.now() - started) / 1000;
+    const acc = result.manifest.metrics.valAccuracy!;
+    t.diagnostic(`darknet-tiny → ${result.manifest.backbone.layer}: val accuracy ${(acc * 100).toFixed(1)}% on ${result.counts.valid} photos, ${seconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s on ${result.device})`);
+    assert.deepEqual(result.classes, ['cats', 'dogs']);
+    assert.deepEqual(result.counts, { train: 2 * PER_CLASS.train, valid: 2 * PER_CLASS.valid, skipped: 0 });
+    assert.equal(result.manifest.backbone.layer, 'leaky_re_lu_15');
+    assert.ok(acc >= 0.85, `val accuracy ${acc} is not well above chance`);
+  } finally {
+    result.head.dispose();
+  }
+});
