@@ -169,7 +169,7 @@ describe('the default feature layer', () => {
 });
 
 describe('registry weights', () => {
-  const saved = { FINETUNE_HOME: process.env.FINETUNE_HOME, KERAS_HOME: process.env.KERAS_HOME };
+  const saved = { FINETUNE_HOME: process.env.FINETUNE_HOME, KERAS_HOME: process.env.KERAS_HOME, FINETUNE_OFFLINE: process.env.FINETUNE_OFFLINE };
   let home: string;
   let kerasHome: string;
   before(async () => {
@@ -177,6 +177,8 @@ describe('registry weights', () => {
     kerasHome = path.join(tmp, 'keras-home');
     process.env.FINETUNE_HOME = home;
     process.env.KERAS_HOME = kerasHome;
+    // Missing registry weights are fetched by default; tests never touch the network.
+    process.env.FINETUNE_OFFLINE = '1';
   });
   after(() => {
     for (const [k, v] of Object.entries(saved)) {
@@ -185,9 +187,9 @@ describe('registry weights', () => {
     }
   });
 
-  test('vgg16 with no weights anywhere: the message names the file, where to put it, and the URL', async () => {
+  test('vgg16 with no weights anywhere (and no download): the message names the file, where to put it, and the URL', async () => {
     await rejectsWithType(
-      loadBackbone('vgg16'),
+      loadBackbone('vgg16', { download: false }),
       ModelFileError,
       'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5',
       path.join(home, 'models'),

@@ -33,7 +33,7 @@ function finetune(...args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: tmp,
-      env: { ...process.env, FINETUNE_HOME: home, CI: '1', NO_COLOR: '1', FINETUNE_DEBUG: '' },
+      env: { ...process.env, FINETUNE_HOME: home, CI: '1', NO_COLOR: '1', FINETUNE_DEBUG: '', FINETUNE_OFFLINE: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

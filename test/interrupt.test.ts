@@ -14,7 +14,9 @@ import {
   indexedRecords,
   makeTwoClassImages,
   pollUntil,
+  readCache,
   runFinetune,
+  sha256File,
   show,
   snapshotFolder,
   startFinetune,
@@ -29,6 +31,7 @@ let tmp: string;
 let env: CliEnv;
 let data: string;
 let probeImages: string[];
+let allImages: string[];
 /** 160² input and 16 filters: ~1–2 s of extraction on 2 cores, the window to interrupt. */
 let backbone: string;
 let out: string;
@@ -68,6 +71,7 @@ before(async () => {
   env = cliEnv(tmp);
   data = path.join(tmp, 'data');
   const files = await makeTwoClassImages(data, 40, 21);
+  allImages = files;
   probeImages = [files[0], files[1], files[40], files[41]];
   backbone = await writeConvBackbone(path.join(tmp, 'backbone'), { inputSize: 160, filters: 16 });
   // The previous model: fewer images, another seed and its own cache, so the runs below
@@ -114,6 +118,11 @@ describe('SIGINT during feature extraction', () => {
   }
 
   test('the cache reads back, and a re-run serves the features computed before the interrupts as hits', { timeout: 60_000 }, async (t) => {
+    const hashes = await Promise.all(allImages.map(sha256File));
+    const { specs } = await readCache(cache(), hashes);
+    assert.equal(specs.length, 1, 'one feature spec in the cache');
+    assert.ok(specs[0].vectors.size >= stored, `${specs[0].vectors.size} vectors readable, ≥ ${stored} stored before the signals`);
+    assert.equal(specs[0].corrupt, 0, 'no corrupt record after SIGINT (the process shut down cleanly)');
     const again = await runFinetune(cliEnv(tmp, cache()), [...args('onnx'), '--json']);
     assert.equal(again.code, 0, show(again));
     const result = JSON.parse(again.stdout) as { cache: { hits: number; misses: number } };

@@ -44,7 +44,13 @@ async function walk(dir: string, recursive: boolean, seen: Set<string>, out: Lis
     return;
   }
   seen.add(real);
-  const entries = await readdir(dir, { withFileTypes: true });
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    out.skipped.push({ path: dir, reason: `cannot read folder (${(err as NodeJS.ErrnoException).code ?? err})` });
+    return;
+  }
   entries.sort((a, b) => (a.name < b.name ? -1 : 1));
   for (const entry of entries) {
     if (isSilent(entry.name)) continue;

@@ -1,0 +1,83 @@
+import type { BenchResults } from './bench.ts';
+import type { Row } from './table.ts';
+import { fmt } from './table.ts';
+
+const TARGETS = { pipelineRatio: 0.85, darknetPredictS: 1.0, rssGrowth: 1.1, cacheS: 2 };
+
+/** The summary table and its footnotes, from whatever parts ran. */
+export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const flops = r.flopsPerImage;
+  const gemm = r.gemm?.gflops;
+  if (flops) notes.push(`VGG16 conv base at 224²: ${fmt(flops / 1e9, 3)} GFLOP per image (2·H·W·Cin·Cout·9 summed over its 13 convolutions).`);
+
+  if (r.gemm) {
+    rows.push({ part: 1, figure: `float32 GEMM ${r.gemm.n}³, onnxruntime, ${r.gemm.threads} threads (GFLOP/s)`, value: fmt(r.gemm.gflops, 1) });
+    if (flops) rows.push({ part: 1, figure: 'VGG16 ceiling at that rate (images/s)', value: fmt((r.gemm.gflops * 1e9) / flops) });
+  }
+
+  const onnx = r.vggOnnx?.throughput ?? [];
+  for (const t of onnx) {
+    const share = gemm ? `, ${Math.round((t.gflops / gemm) * 100)}% of GEMM` : '';
+    rows.push({ part: 2, figure: `VGG16 onnx, batch ${t.batch} (images/s; ${fmt(t.gflops, 1)} GFLOP/s${share})`, value: fmt(t.imagesPerSecond) });
+  }
+  const wasm = r.vggWasm?.throughput ?? [];
+  for (const t of wasm) rows.push({ part: 2, figure: `VGG16 tfjs-wasm, batch ${t.batch} (images/s; ${fmt(t.gflops, 1)} GFLOP/s)`, value: fmt(t.imagesPerSecond, 3) });
+  for (const w of wasm) {
+    const o = onnx.find((t) => t.batch === w.batch);
+    if (o) rows.push({ part: 2, figure: `onnx / tfjs-wasm, batch ${w.batch}`, value: `${fmt(o.imagesPerSecond / w.imagesPerSecond, 1)}×` });
+  }
+  if (r.vggWasm) notes.push(`tfjs-wasm runs on one thread in Node and is slow (≈ 1 image/s): batches 1 and 8 only, one warm-up pass, ${wasm[0]?.runs.length ?? 0} timed passes each.`);
+
+  if (typeof r.torch === 'string') notes.push(`PyTorch peer ${r.torch}.`);
+  else if (r.torch) {
+    const gf = flops ? `; ${fmt((r.torch.imagesPerSecond * flops) / 1e9, 1)} GFLOP/s` : '';
+    rows.push({ part: 3, figure: `VGG16 PyTorch ${r.torch.version}, batch ${r.torch.batch}, ${r.torch.threads} threads (images/s${gf})`, value: fmt(r.torch.imagesPerSecond, 3) });
+    const torchBatch = r.torch.batch;
+    const o = onnx.find((t) => t.batch === torchBatch);
+    if (o) rows.push({ part: 3, figure: `onnx / PyTorch, batch ${o.batch}`, value: `${fmt(o.imagesPerSecond / r.torch.imagesPerSecond, 1)}×` });
+  }
+
+  const p = r.vggOnnx?.pipeline;
+  if (p) {
+    // The stricter reference: the faster of the tensor-fed figures of this run at that batch size.
+    const fromPart2 = onnx.find((t) => t.batch === p.batch)?.imagesPerSecond ?? 0;
+    const reference = Math.max(p.tensorImagesPerSecond, fromPart2);
+    const ratio = p.imagesPerSecond / reference;
+    rows.push({ part: 4, figure: `JPEG files → features, ${p.images} images, batch ${p.batch}, no cache (images/s)`, value: fmt(p.imagesPerSecond) });
+    rows.push({ part: 4, figure: `same extractor fed decoded tensors, batch ${p.batch} (images/s)`, value: fmt(reference) });
+    rows.push({ part: 4, figure: 'files / tensors', value: fmt(ratio), target: `≥ ${TARGETS.pipelineRatio}`, pass: ratio >= TARGETS.pipelineRatio });
+    notes.push(`Pipeline images: ${p.source}. Engine rate inside the pipeline: ${fmt(p.engineImagesPerSecond)} images/s.`);
+  }
+
+  const s = r.startup;
+  if (s) {
+    rows.push({ part: 5, figure: 'finetune --help, cold (s)', value: fmt(s.help.exitS) });
+    rows.push({ part: 5, figure: `predict 1 image, ${s.darknet.backbone.split(' ')[0]} model, cold → answer (s)`, value: fmt(s.darknet.answerS), target: `≤ ${TARGETS.darknetPredictS}`, pass: s.darknet.answerS <= TARGETS.darknetPredictS });
+    rows.push({ part: 5, figure: 'predict 1 image, VGG16 model, cold → answer (s)', value: fmt(s.vgg16.answerS) });
+    notes.push(`predict: best of ${s.darknet.runs.length} cold processes after one warm-up, each with an empty feature cache; backbone: ${s.darknet.backbone}. Process exit came ${fmt(s.darknet.exitS - s.darknet.answerS)} s (darknet) / ${fmt(s.vgg16.exitS - s.vgg16.answerS)} s (VGG16) after the answer.`);
+    for (const [name, prof] of [['darknet', s.darknet.profile], ['VGG16', s.vgg16.profile]] as const) {
+      if (!prof) continue;
+      const top = [...prof.stages].sort((a, b) => b.ms - a.ms).slice(0, 4);
+      notes.push(`predict (${name}) where the time goes, ${Math.round(prof.totalMs)} ms in all: ${top.map((t) => `${t.stage} ${Math.round(t.ms)} ms`).join('; ')} (all stages in results.json → startup.*.profile).`);
+    }
+  }
+
+  if (r.rss) {
+    const { small, large } = r.rss;
+    const growth = large.maxRssMB / small.maxRssMB;
+    rows.push({ part: 6, figure: `peak RSS, extraction of ${small.images} images (MB)`, value: fmt(small.maxRssMB, 0) });
+    rows.push({ part: 6, figure: `peak RSS, extraction of ${large.images} images (MB)`, value: fmt(large.maxRssMB, 0) });
+    rows.push({ part: 6, figure: `peak RSS ${large.images} / ${small.images}`, value: fmt(growth), target: `≤ ${TARGETS.rssGrowth}`, pass: growth <= TARGETS.rssGrowth });
+    notes.push(`RSS: ${small.network}, a process per size, files repeated to reach the count; ${fmt(large.imagesPerSecond, 1)} images/s.`);
+  }
+
+  if (r.cache) {
+    const c = r.cache;
+    rows.push({ part: 7, figure: `feature cache: getMany of ${c.entries.toLocaleString('en')} × ${c.dim} floats (s)`, value: fmt(c.getManySeconds), target: `< ${TARGETS.cacheS}`, pass: c.getManySeconds < TARGETS.cacheS });
+    rows.push({ part: 7, figure: 'feature cache: open + read the index (s)', value: fmt(c.openSeconds) });
+  }
+  for (const [part, message] of Object.entries(r.errors)) notes.push(`${part} FAILED: ${message}`);
+  return { rows, notes };
+}
