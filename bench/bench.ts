@@ -87,7 +87,7 @@ function options() {
     quick,
     parts,
     runs: quick ? 1 : 3,
-    gemmRuns: quick ? 2 : 5,
+    gemmRuns: quick ? 3 : 10,
     onnxBatches: [1, 8, 32],
     wasmBatches: [1, 8],
     pipelineImages: quick ? 100 : 300,

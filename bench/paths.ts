@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
-/** Read-only data, weights and peers beside the repository; absent on most machines. */
-export const SHARED = path.resolve(ROOT, '..', 'shared');
+/** Read-only data, weights and peers beside the repository; absent on most machines. BENCH_SHARED moves it (e.g. to try the fallbacks). */
+export const SHARED = path.resolve(process.env.BENCH_SHARED ?? path.join(ROOT, '..', 'shared'));
 
 export const DARKNET_DIR = path.join(SHARED, 'backbones', 'darknet-tiny');
 export const DOGSCATS_DIR = path.join(SHARED, 'data', 'dogscats');

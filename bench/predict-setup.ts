@@ -7,7 +7,7 @@ import { log } from './timing.ts';
 
 /**
  * Random VGG16 weights in Keras layout where the registry looks for them
- * ($FINETUNE_HOME/models), and — without ../shared — a tiny tfjs backbone folder standing in
+ * ($FINETUNE_HOME/models), and — without ../shared — a small tfjs backbone folder standing in
  * for darknet-tiny.
  */
 export async function run(opts: { home: string; tinyFolder?: string }): Promise<{ vggWeights: string; tinyFolder?: string }> {
@@ -20,8 +20,9 @@ export async function run(opts: { home: string; tinyFolder?: string }): Promise<
   model.dispose();
   log(`wrote random VGG16 weights to ${vggWeights}`);
   if (opts.tinyFolder) {
-    const { buildTinyBackbone, saveTfjsFolder } = await import('../test/fixtures/tiny-backbone.ts');
-    const tiny = buildTinyBackbone({ inputSize: 224 });
+    const { saveTfjsFolder } = await import('../test/fixtures/tiny-backbone.ts');
+    const { smallNet } = await import('./small-net.ts');
+    const tiny = smallNet();
     await saveTfjsFolder(tiny, opts.tinyFolder);
     tiny.dispose();
   }

@@ -32,11 +32,11 @@ export async function run(opts: { backbone: string | null; files: string[]; n: n
     ({ model, layer, preprocess } = b);
     network = `darknet-tiny → ${layer}`;
   } else {
-    const { buildTinyBackbone } = await import('../test/fixtures/tiny-backbone.ts');
-    model = buildTinyBackbone({ inputSize: 224 });
-    layer = 'block2_pool';
+    const { smallNet, SMALL_NET_LAYER } = await import('./small-net.ts');
+    model = smallNet();
+    layer = SMALL_NET_LAYER;
     preprocess = 'unit';
-    network = 'tiny test network (../shared absent)';
+    network = 'small 4-conv network (../shared absent)';
   }
   const extractor = await createOnnxExtractor(model, { layer, pooling: 'avg' });
   const paths = Array.from({ length: opts.n }, (_, i) => opts.files[i % opts.files.length]);

@@ -76,7 +76,7 @@ export async function benchStartup(opts: { scratch: string; trainImages: string[
     });
   return {
     help,
-    darknet: { ...darknet, backbone: haveDarknet ? 'darknet-tiny (../shared)' : 'tiny tfjs stand-in (../shared absent)', trainS: dark.trainS, profile: await profile(dark.out, 'darknet') },
+    darknet: { ...darknet, backbone: haveDarknet ? 'darknet-tiny (../shared)' : 'small 4-conv stand-in (../shared absent)', trainS: dark.trainS, profile: await profile(dark.out, 'darknet') },
     vgg16: { ...vgg16, trainS: vgg.trainS, profile: await profile(vgg.out, 'vgg16') },
   };
 }

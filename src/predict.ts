@@ -44,7 +44,7 @@ export async function loadModel(dir?: string, opts: { backend?: EngineSettings['
 /** Opens the backbone a bundle was trained with, refusing weights that differ from training. */
 export async function openModelFeatures(model: FinetuneModel, opts: PredictOptions): Promise<FeatureSource> {
   const b: Manifest['backbone'] = model.manifest.backbone;
-  const source = await openFeatureSource(opts.backbone ?? b.id, { weights: opts.weights, layer: b.layer, preprocess: b.preprocess, pooling: b.pooling, resize: b.resize }, opts, opts.onProgress);
+  const source = await openFeatureSource(opts.backbone ?? b.id, { weights: opts.weights, layer: b.layer, preprocess: b.preprocess, pooling: b.pooling, resize: b.resize, inputSize: b.inputSize }, opts, opts.onProgress);
   if (source.backbone.checksum !== b.checksum) {
     await source.close();
     throw new ModelFileError(

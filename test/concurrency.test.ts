@@ -94,8 +94,10 @@ test('two trains writing the same --out at once: the bundle is exactly one of th
       return { manifest, head, predictions: await predictAt(dir) };
     }),
   );
-  const winners: number[] = [];
-  for (let round = 0; round < 2; round++) {
+  // The save windows overlap by chance; whichever way they fall, each writer renames in a
+  // manifest that names its own complete head. More rounds = more chances (≈ 4 s each).
+  const ROUNDS = 1;
+  for (let round = 0; round < ROUNDS; round++) {
     const out = path.join(tmp, `shared-${round}`);
     const runs = await Promise.all(variants.map((flags) => runFinetune(env, [...trainArgs(data, backbone, out), ...flags, '--json'])));
     runs.forEach(parse);
@@ -114,7 +116,6 @@ test('two trains writing the same --out at once: the bundle is exactly one of th
     assert.equal(layers[layers.length - 1].config.units, manifest.classes.length, 'head outputs = manifest classes');
     const predictions = await predictAt(out);
     assert.deepEqual(predictions, ref.predictions, 'predicts exactly as that run alone');
-    winners.push(which);
     t.diagnostic(`round ${round}: bundle of run ${which}; --out holds ${(await readdir(out)).join(', ')}`);
   }
 });

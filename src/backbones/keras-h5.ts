@@ -5,6 +5,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import h5wasm from 'h5wasm/node';
 import type { Dataset, Group, File as H5File } from 'h5wasm';
+import { withInputSize } from './tfjs-folder.ts';
 import { ModelFileError } from '../errors.ts';
 import { kerasConfigToTfjs } from './keras-config.ts';
 
@@ -40,7 +41,7 @@ export async function loadKerasWeightsInto(
 }
 
 /** A whole-model .h5 (model_config + model_weights) → tfjs LayersModel with its weights. */
-export async function loadKerasModel(file: string): Promise<{ model: tf.LayersModel; checksum: string }> {
+export async function loadKerasModel(file: string, opts: { inputSize?: readonly [number, number] } = {}): Promise<{ model: tf.LayersModel; checksum: string }> {
   const { config, weights } = await withH5(file, (f) => {
     const raw = f.attrs['model_config']?.value;
     if (raw == null) {
@@ -48,7 +49,7 @@ export async function loadKerasModel(file: string): Promise<{ model: tf.LayersMo
     }
     return { config: parseJsonAttr(raw, file), weights: readWeightsFrom(f, file) };
   });
-  const topology = await kerasConfigToTfjs(config, file);
+  const topology = await kerasConfigToTfjs(opts.inputSize ? withInputSize(config, opts.inputSize) : config, file);
   let model: tf.LayersModel;
   try {
     model = await tf.models.modelFromJSON({ modelTopology: topology } as unknown as Parameters<typeof tf.models.modelFromJSON>[0]);

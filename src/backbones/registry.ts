@@ -26,7 +26,8 @@ export interface RegistryEntry {
   defaultLayer: string;
   /** Layers that exist only in the with-top network (they need the `full` weights). */
   topLayers: readonly string[];
-  build(opts: { includeTop: boolean }): tf.LayersModel;
+  /** inputSize: run the conv base at another size (without the top, which fixes 224×224). */
+  build(opts: { includeTop: boolean; inputSize?: readonly [number, number] }): tf.LayersModel;
   weights: { notop: WeightsFile; full?: WeightsFile };
   parameters: { notop: number; full?: number };
 }
@@ -40,7 +41,7 @@ function mobilenetEntry(alpha: MobileNetAlpha, name: string, aliases: readonly s
     preprocess: 'tf',
     defaultLayer: 'conv_pw_13_relu',
     topLayers: MOBILENET_TOP_LAYERS,
-    build: ({ includeTop }) => mobilenet({ alpha, includeTop }),
+    build: ({ includeTop, inputSize }) => mobilenet({ alpha, includeTop, inputSize }),
     weights: mobilenetWeights(alpha, 224),
     parameters: MOBILENET_PARAMETERS[alpha],
   };
@@ -55,7 +56,7 @@ export const REGISTRY: Readonly<Record<string, RegistryEntry>> = Object.freeze({
     preprocess: 'caffe',
     defaultLayer: 'block5_pool',
     topLayers: VGG16_TOP_LAYERS,
-    build: ({ includeTop }) => vgg16({ includeTop }),
+    build: ({ includeTop, inputSize }) => vgg16({ includeTop, inputSize }),
     weights: VGG16_WEIGHTS,
     parameters: { notop: 14_714_688, full: 138_357_544 },
   },
@@ -66,7 +67,7 @@ export const REGISTRY: Readonly<Record<string, RegistryEntry>> = Object.freeze({
     preprocess: 'caffe',
     defaultLayer: 'block5_pool',
     topLayers: VGG19_TOP_LAYERS,
-    build: ({ includeTop }) => vgg19({ includeTop }),
+    build: ({ includeTop, inputSize }) => vgg19({ includeTop, inputSize }),
     weights: VGG19_WEIGHTS,
     parameters: { notop: 20_024_384, full: 143_667_240 },
   },
@@ -82,7 +83,7 @@ export const REGISTRY: Readonly<Record<string, RegistryEntry>> = Object.freeze({
     preprocess: 'tf',
     defaultLayer: 'out_relu',
     topLayers: MOBILENET_V2_TOP_LAYERS,
-    build: ({ includeTop }) => mobilenetV2({ alpha: 1.0, includeTop }),
+    build: ({ includeTop, inputSize }) => mobilenetV2({ alpha: 1.0, includeTop, inputSize }),
     weights: MOBILENET_V2_WEIGHTS,
     parameters: { notop: 2_257_984, full: 3_538_984 },
   },
@@ -93,7 +94,7 @@ export const REGISTRY: Readonly<Record<string, RegistryEntry>> = Object.freeze({
     preprocess: 'caffe',
     defaultLayer: 'conv5_block3_out',
     topLayers: RESNET50_TOP_LAYERS,
-    build: ({ includeTop }) => resnet50({ includeTop }),
+    build: ({ includeTop, inputSize }) => resnet50({ includeTop, inputSize }),
     weights: RESNET50_WEIGHTS,
     parameters: { notop: 23_587_712, full: 25_636_712 },
   },

@@ -25,6 +25,8 @@ export interface Backbone {
 export interface BackboneOptions {
   weights?: string;
   layer?: string;
+  /** Run a fully convolutional network at this [height, width] instead of its declared input size. */
+  inputSize?: readonly [number, number];
   /** Use the network's own output as the features (its ImageNet probabilities); overrides layer. */
   output?: boolean;
   preprocess?: Preprocess;
@@ -128,12 +130,14 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
     const entry = registryEntry(spec);
     const layer = opts.output ? entry.topLayers[entry.topLayers.length - 1] : (opts.layer ?? entry.defaultLayer);
     const includeTop = entry.topLayers.includes(layer);
-    const model = entry.build({ includeTop });
+    const resized = opts.inputSize && (opts.inputSize[0] !== entry.inputSize[0] || opts.inputSize[1] !== entry.inputSize[1]);
+    if (includeTop && resized) throw new UsageError(`--input-size: ${entry.name}'s top (${entry.topLayers.join(', ')}) needs ${entry.inputSize.join('×')} inputs; pick a conv layer or drop --input-size`);
+    const model = entry.build({ includeTop, inputSize: opts.inputSize });
     checkLayer(model, layer, entry.name);
     const source = await findOrPullWeights(entry, includeTop, opts);
     const { loadKerasWeightsInto } = await import('./keras-h5.ts');
     const { checksum } = await loadKerasWeightsInto(model, source);
-    return { id: entry.name, source, model, layer, preprocess: preprocess ?? entry.preprocess, inputSize: [...entry.inputSize], checksum };
+    return { id: entry.name, source, model, layer, preprocess: preprocess ?? entry.preprocess, inputSize: opts.inputSize ? [opts.inputSize[0], opts.inputSize[1]] : [...entry.inputSize], checksum };
   }
   const full = path.resolve((await stat(spec).catch(() => null)) ? spec : ((await importedPath(spec)) ?? spec));
   const info = await stat(full).catch(() => null);
@@ -143,11 +147,11 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
   let kind: 'tfjs' | 'keras';
   if (info.isDirectory() || full.endsWith('.json')) {
     const { loadTfjsFolder } = await import('./tfjs-folder.ts');
-    ({ model, checksum } = await loadTfjsFolder(full));
+    ({ model, checksum } = await loadTfjsFolder(full, { inputSize: opts.inputSize }));
     kind = 'tfjs';
   } else if (/\.(h5|hdf5|keras)$/i.test(full)) {
     const { loadKerasModel } = await import('./keras-h5.ts');
-    ({ model, checksum } = await loadKerasModel(full));
+    ({ model, checksum } = await loadKerasModel(full, { inputSize: opts.inputSize }));
     kind = 'keras';
   } else {
     throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json) or a Keras .h5 file`);

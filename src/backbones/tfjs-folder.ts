@@ -78,9 +78,27 @@ function expectedByteLength(specs: tf.io.WeightsManifestEntry[]): number {
   return total;
 }
 
+/**
+ * A fully convolutional network runs at any input size: only its declared input shape says
+ * otherwise. Rewrites that shape in a Keras/tfjs topology (layers after a Flatten would then
+ * fail to build, which is the caller's error to report).
+ */
+export function withInputSize(topology: unknown, size: readonly [number, number]): unknown {
+  const copy = structuredClone(topology) as { model_config?: { config?: { layers?: { class_name: string; config: Record<string, unknown> }[] } }; config?: { layers?: unknown[] } };
+  const config = (copy.model_config ?? copy) as { config?: { layers?: { class_name: string; config: Record<string, unknown> }[] } };
+  for (const layer of config.config?.layers ?? []) {
+    if (layer.class_name !== 'InputLayer') continue;
+    const key = 'batch_input_shape' in layer.config ? 'batch_input_shape' : 'batch_shape';
+    const shape = layer.config[key] as (number | null)[];
+    layer.config[key] = [shape[0] ?? null, size[0], size[1], shape[3]];
+  }
+  return copy;
+}
+
 /** Loads a tfjs layers model from a folder on disk (tf.loadLayersModel with a file handler). */
-export async function loadTfjsFolder(dirOrJson: string): Promise<{ model: tf.LayersModel; checksum: string }> {
+export async function loadTfjsFolder(dirOrJson: string, opts: { inputSize?: readonly [number, number] } = {}): Promise<{ model: tf.LayersModel; checksum: string }> {
   const { artifacts, checksum } = await readTfjsFolder(dirOrJson);
+  if (opts.inputSize) artifacts.modelTopology = withInputSize(artifacts.modelTopology, opts.inputSize) as tf.io.ModelArtifacts['modelTopology'];
   const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
   return { model, checksum };
 }
