@@ -170,7 +170,6 @@ describe('SIGINT while a long backbone batch runs', () => {
     'exit 130 within 2 s even when one batch takes several seconds (both engines)',
     {
       timeout: 90_000,
-      todo: 'bug: src/features/extract.ts awaits the in-flight extractor.run before it looks at the signal (onnx), and the tfjs engine computes a whole batch synchronously, so SIGINT waits for the batch to end (VGG16 on tfjs-wasm at batch 16: ~15 s)',
     },
     async (t) => {
       // 224², 64 filters, one batch of all 80 images: seconds of backbone work for two runs on 2 cores.

@@ -180,7 +180,6 @@ test(
   'after a kill mid-save, the next successful save leaves only the head its finetune.json names',
   {
     timeout: 60_000,
-    todo: 'bug: saveBundle (src/bundle/save.ts) removes only the head the previous finetune.json named; a head-<id>/ or .finetune.json.*.tmp left by a killed save stays in --out forever',
   },
   async () => {
     const out = path.join(tmp, 'out-orphans');

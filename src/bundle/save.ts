@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FinetuneError } from '../errors.ts';
@@ -67,7 +67,7 @@ export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Om
     throw new FinetuneError(`cannot create model folder ${dir}: ${(err as Error).message}; choose another --out`, 1, { cause: err });
   }
   const old = await previousHead(dir);
-  const headDir = `head-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  const headDir = `head-${Date.now().toString(36)}-${process.pid}-${randomBytes(4).toString('hex')}`;
   const headPath = path.join(dir, headDir);
   await mkdir(headPath);
   await writeLayersModel(headPath, head);
@@ -77,7 +77,35 @@ export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Om
   await rename(tmp, path.join(dir, MANIFEST_FILE));
   await syncDir(dir);
   if (old && old !== headDir && /^head-[\w-]+$/.test(old)) await rm(path.join(dir, old), { recursive: true, force: true });
+  await removeLeftovers(dir, headDir);
   return dir;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Heads and temporary manifests left by a killed save. Only those of processes that no longer
+ * run are removed: a live writer may still be filling its own head folder.
+ */
+async function removeLeftovers(dir: string, current: string): Promise<void> {
+  let referenced = current;
+  try {
+    referenced = path.dirname((JSON.parse(await readFile(path.join(dir, MANIFEST_FILE), 'utf8')) as Manifest).head);
+  } catch {
+    return;
+  }
+  for (const name of await readdir(dir)) {
+    const match = /^head-[0-9a-z]+-(\d+)-[0-9a-f]+$/.exec(name) ?? /^\.finetune\.json\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name);
+    if (!match || name === referenced || name === current) continue;
+    if (!processAlive(Number(match[1]))) await rm(path.join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /** Remembers the bundle trained last, predict's default --model. */

@@ -154,7 +154,7 @@ export async function extractFeatures(paths: string[], opts: ExtractOptions): Pr
       const input = new Float32Array(batch.length * h * w * 3);
       batch.forEach((item, i) => preprocessInto(item.rgb, opts.preprocess, input, i * h * w * 3));
       const t = performance.now();
-      const out = await extractor.run(input, batch.length);
+      const out = await untilAborted(extractor.run(input, batch.length), signal);
       engineSeconds += (performance.now() - t) / 1000;
       const entries = batch.map((item, i) => {
         const row = out.slice(i * dim, (i + 1) * dim);
@@ -191,4 +191,24 @@ export async function extractFeatures(paths: string[], opts: ExtractOptions): Pr
     imagesPerSecond: seconds > 0 ? computed / seconds : 0,
     engineImagesPerSecond: engineSeconds > 0 ? computed / engineSeconds : 0,
   };
+}
+
+/** Stops waiting for a running batch as soon as the user interrupts (its result is dropped). */
+function untilAborted<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(new InterruptedError());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new InterruptedError());
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
