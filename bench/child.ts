@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './paths.ts';
@@ -12,8 +12,12 @@ import { ROOT } from './paths.ts';
 export function runPart<T>(name: string, options: unknown, limits: { timeoutS: number; env?: NodeJS.ProcessEnv }): Promise<T> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'finetune-bench-part-'));
   const resultFile = path.join(dir, 'result.json');
+  // Options go through a file: a long command line (300 paths) makes onnxruntime's session
+  // creation crash for some graphs (a segfault deep in libonnxruntime with darknet-tiny once argv passes ~15 KB), and it is no place for data.
+  const optionsFile = path.join(dir, 'options.json');
+  writeFileSync(optionsFile, JSON.stringify(options));
   return new Promise<T>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'part.ts'), name, JSON.stringify(options), resultFile], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'part.ts'), name, optionsFile, resultFile], {
       cwd: ROOT,
       env: { ...process.env, ...limits.env },
       // stdout is dropped: tfjs prints adverts there.

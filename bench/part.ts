@@ -1,7 +1,7 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 /**
- * Child entry: `node --import tsx bench/part.ts <name> '<options json>' <result file>`; the
+ * Child entry: `node --import tsx bench/part.ts <name> <options.json> [<result.json>]`; the
  * result goes to a file because tfjs may print adverts on stdout. The part's module
  * is imported only after the process has started, so a part that profiles start-up sees
  * its own imports.
@@ -17,14 +17,14 @@ const PARTS: Record<string, () => Promise<{ run(options: never): Promise<unknown
   'predict-profile': () => import('./predict-profile.ts'),
 };
 
-const [name, json, resultFile] = process.argv.slice(2);
+const [name, optionsFile, resultFile] = process.argv.slice(2);
 const load = PARTS[name];
 if (!load) {
   process.stderr.write(`bench/part.ts: unknown part "${name}"; parts: ${Object.keys(PARTS).join(', ')}\n`);
   process.exitCode = 2;
 } else {
   const part = await load();
-  const result = await part.run(JSON.parse(json ?? '{}') as never);
+  const result = await part.run(JSON.parse(optionsFile ? readFileSync(optionsFile, 'utf8') : '{}') as never);
   const text = JSON.stringify(result);
   if (resultFile) writeFileSync(resultFile, text);
   else process.stdout.write(`${text}\n`);

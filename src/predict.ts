@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tf.ts';
 import { loadBundle, type LoadedBundle } from './bundle/load.ts';
 import type { Manifest } from './bundle/manifest.ts';
 import { expandInputs } from './data/inputs.ts';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tf.ts';
 import { loadBackbone, type Backbone } from './backbones/resolve.ts';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, type Manifest } from './bundle/manifest.ts';
 import type { Skipped } from './data/files.ts';

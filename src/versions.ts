@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { packageVersion } from './package-root.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -20,7 +21,7 @@ export function packageVersions(): Record<string, string> {
     ['onnxruntime', 'onnxruntime-node'],
     ['sharp', 'sharp'],
   ] as const) {
-    const v = pkg.startsWith('.') ? (JSON.parse(readFileSync(new URL(pkg, import.meta.url), 'utf8')) as { version: string }).version : versionOf(pkg);
+    const v = pkg.startsWith('.') ? packageVersion() : versionOf(pkg);
     if (v) out[key] = v;
   }
   return out;

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 import { ModelFileError } from '../errors.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

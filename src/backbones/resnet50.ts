@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 
 /**
  * ResNet50 (v1) exactly as keras.applications.resnet defines it: conv1_pad, conv1_conv,

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 
 /**
  * VGG16 exactly as keras.applications.vgg16 defines it: same layer names and shapes, so the

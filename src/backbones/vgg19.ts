@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 
 /**
  * VGG19 exactly as keras.applications.vgg19 defines it: VGG16 with a fourth convolution in

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 import { readTfjsFolder } from '../backbones/tfjs-folder.ts';
 import { ModelFileError, UsageError } from '../errors.ts';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, type Manifest } from './manifest.ts';

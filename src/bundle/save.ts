@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 import { FinetuneError } from '../errors.ts';
 import { MANIFEST_FILE, type Manifest } from './manifest.ts';
 

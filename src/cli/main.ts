@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { TRAIN_DEFAULTS } from '../defaults.ts';
 import { EXIT } from '../errors.ts';
+import { packageVersion } from '../package-root.ts';
 import { registerCache } from './cache.ts';
 import { registerData } from './data.ts';
 import { registerEvaluate } from './evaluate.ts';
@@ -9,12 +9,11 @@ import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
 import { registerTrain } from './train.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command('finetune')
     .description('Transfer learning on images: a pretrained ImageNet backbone turns images into features, a small dense head learns your classes.')
-    .version(pkg.version)
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 
 /**
  * The tfjs backend, chosen at run time: tfjs-node-gpu ▸ tfjs-node ▸ wasm ▸ cpu. The native

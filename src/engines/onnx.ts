@@ -2,9 +2,12 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
 import { FinetuneError } from '../errors.ts';
+import { packageRoot } from '../package-root.ts';
 import { INPUT_NAME, OUTPUT_NAME, exportToOnnx } from './onnx-export.ts';
 import type { ExtractorOptions, FeatureExtractor } from './types.ts';
 
@@ -23,7 +26,7 @@ export async function createOnnxExtractor(model: tf.LayersModel, opts: Extractor
     );
   }
   const { bytes, featureSize, inputSize } = exportToOnnx(model, opts);
-  const session = await ort.InferenceSession.create(bytes, {
+  const session = await OnnxWorker.start(bytes, {
     executionProviders: [useCuda ? 'cuda' : 'cpu'],
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
@@ -31,8 +34,7 @@ export async function createOnnxExtractor(model: tf.LayersModel, opts: Extractor
     interOpNumThreads: 1,
   });
   const [h, w] = inputSize;
-  const meta = session.inputMetadata.find((m) => m.name === INPUT_NAME);
-  const channels = meta?.isTensor && typeof meta.shape[3] === 'number' ? meta.shape[3] : 3;
+  const channels = 3;
   const perImage = h * w * channels;
   let disposed = false;
   return {
@@ -46,20 +48,84 @@ export async function createOnnxExtractor(model: tf.LayersModel, opts: Extractor
         throw new FinetuneError(`onnx extractor: expected ${count} images of ${h}×${w}×${channels} floats (${count * perImage}), got ${images.length}`);
       }
       if (count === 0) return new Float32Array(0);
-      const input = new ort.Tensor('float32', images, [count, h, w, channels]);
-      const results = await session.run({ [INPUT_NAME]: input });
-      const output = results[OUTPUT_NAME];
-      // A copy: ORT may hand out views of buffers it reuses.
-      const features = Float32Array.from(output.data as Float32Array);
-      output.dispose();
-      return features;
+      return session.run(images, [count, h, w, channels]);
     },
     async dispose() {
       if (disposed) return;
       disposed = true;
-      await session.release();
+      await session.close();
     },
   };
+}
+
+type Reply = { type: 'ready' | 'released' } | { type: 'result'; id: number; features: Float32Array } | { type: 'error'; id?: number; message: string };
+
+/** The session lives in a worker thread (src/engines/onnx-session-worker.mjs); requests are answered in order. */
+class OnnxWorker {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void }>();
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (reply: Reply) => {
+      if (reply.type === 'result') this.settle(reply.id, (p) => p.resolve(reply.features));
+      else if (reply.type === 'error' && reply.id !== undefined) this.settle(reply.id, (p) => p.reject(new FinetuneError(`onnxruntime: ${reply.message}`)));
+    });
+    worker.on('error', (err) => this.failAll(err));
+    worker.on('exit', () => this.failAll(new FinetuneError('the onnxruntime worker stopped')));
+  }
+
+  static async start(bytes: Uint8Array, options: InferenceSession.SessionOptions): Promise<OnnxWorker> {
+    const worker = new Worker(path.join(packageRoot(), 'src', 'engines', 'onnx-session-worker.mjs'));
+    const ready = new Promise<void>((resolve, reject) => {
+      const onMessage = (reply: Reply) => {
+        if (reply.type === 'ready') resolve();
+        else if (reply.type === 'error') reject(new FinetuneError(`onnxruntime could not load the exported backbone: ${reply.message}`));
+        else return;
+        worker.off('message', onMessage);
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    const copy = bytes.slice();
+    worker.postMessage({ type: 'init', bytes: copy, options }, [copy.buffer]);
+    try {
+      await ready;
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+    const session = new OnnxWorker(worker);
+    worker.unref();
+    return session;
+  }
+
+  run(images: Float32Array, dims: number[]): Promise<Float32Array> {
+    const id = this.nextId++;
+    // Held (ref'd) only while a request is out: an idle session must not keep the process alive.
+    this.worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ type: 'run', id, images, dims, inputName: INPUT_NAME, outputName: OUTPUT_NAME });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.pending.clear();
+    await this.worker.terminate();
+  }
+
+  private settle(id: number, action: (p: { resolve: (f: Float32Array) => void; reject: (e: Error) => void }) => void): void {
+    const entry = this.pending.get(id);
+    if (!entry) return;
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.worker.unref();
+    action(entry);
+  }
+
+  private failAll(err: Error): void {
+    for (const entry of this.pending.values()) entry.reject(err);
+    this.pending.clear();
+  }
 }
 
 /**

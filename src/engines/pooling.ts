@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 import type { Pooling } from './types.ts';
 
 /** Global pooling over H and W of an NHWC tensor; flatten keeps Keras's NHWC order. Rank-2 passes through. */

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 import { initBackend } from './backend.ts';
 import { pool, pooledSize } from './pooling.ts';
 import type { ExtractorOptions, FeatureExtractor } from './types.ts';

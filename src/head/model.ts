@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 
 export interface HeadOptions {
   /** Units of the hidden layer; 0 = a linear (logistic-regression) head. */

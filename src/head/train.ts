@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../tf.ts';
 import { createRng, shuffleInPlace, type Rng } from '../data/random.ts';
 import { InterruptedError } from '../errors.ts';
 import { buildHead, foldStandardization, forward, type HeadOptions } from './model.ts';
