@@ -26,7 +26,8 @@ export function runPart<T>(name: string, options: unknown, limits: { timeoutS: n
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-2000);
-      process.stderr.write(chunk);
+      // A crash inside minified code (tfjs-wasm's glue) prints a line of 100 KB: keep the start.
+      process.stderr.write(chunk.replace(/[^\n]{400,}/g, (line) => `${line.slice(0, 300)}… [${line.length} characters]`));
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), limits.timeoutS * 1000);
     child.on('error', (err) => {

@@ -35,7 +35,8 @@ export async function run(opts: { model: string; image: string }): Promise<Predi
   const { initBackend } = await import('../src/engines/backend.ts');
   const backend = await time('initBackend(auto): tfjs-node-gpu ▸ tfjs-node ▸ wasm', () => initBackend('auto'));
   const model = await time('loadModel (bundle: manifest + head)', () => lib.loadModel(opts.model));
-  const b = model.manifest.backbone;
+  // The profile follows the first backbone (a fused model runs each the same way, one after another).
+  const b = model.manifest.backbones[0];
   const { isRegistryName } = await import('../src/backbones/registry.ts');
   if (isRegistryName(b.id) || /\.(h5|hdf5|keras)$/i.test(b.id)) {
     // Split out of loadBackbone below: the HDF5 reader is a WebAssembly module compiled on first use.

@@ -58,6 +58,7 @@ export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
     rows.push({ part: 5, figure: 'finetune --help, cold (s)', value: fmt(s.help.exitS) });
     rows.push({ part: 5, figure: `predict 1 image, ${s.darknet.backbone.split(' ')[0]} model, cold → answer (s)`, value: fmt(s.darknet.answerS), target: `≤ ${TARGETS.darknetPredictS}`, pass: s.darknet.answerS <= TARGETS.darknetPredictS });
     rows.push({ part: 5, figure: 'predict 1 image, VGG16 model, cold → answer (s)', value: fmt(s.vgg16.answerS) });
+    notes.push(`The CLI ran ${s.cliRuns === 'dist' ? 'the compiled dist/ (up to date with src/)' : 'src/ through tsx (no up-to-date dist/; `npm run build` makes one)'}; the stage profiles below run the library through tsx.`);
     notes.push(`predict: best of ${s.darknet.runs.length} cold process(es) after one warm-up, each with an empty feature cache; backbone: ${s.darknet.backbone}. Process exit came ${fmt(s.darknet.exitS - s.darknet.answerS)} s (darknet) / ${fmt(s.vgg16.exitS - s.vgg16.answerS)} s (VGG16) after the answer.`);
     for (const [name, prof] of [['darknet', s.darknet.profile], ['VGG16', s.vgg16.profile]] as const) {
       if (!prof) continue;

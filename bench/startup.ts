@@ -1,3 +1,4 @@
+import { readdirSync, statSync } from 'node:fs';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { runPart } from './child.ts';
@@ -15,9 +16,29 @@ export interface ColdRun {
 }
 
 export interface StartupResult {
+  /** Whether bin/finetune.js ran the compiled dist/ (up to date with src/) or src/ through tsx. */
+  cliRuns: 'dist' | 'tsx';
   help: ColdRun;
   darknet: ColdRun & { backbone: string; trainS: number; profile?: PredictProfile };
   vgg16: ColdRun & { trainS: number; profile?: PredictProfile };
+}
+
+function newestIn(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestIn(full) : statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+/** bin/finetune.js's own rule: dist/.stamp newer than everything in src/. */
+function cliRunsFrom(): 'dist' | 'tsx' {
+  try {
+    return statSync(path.join(ROOT, 'dist', '.stamp')).mtimeMs >= newestIn(path.join(ROOT, 'src')) ? 'dist' : 'tsx';
+  } catch {
+    return 'tsx';
+  }
 }
 
 function check(r: SpawnTimed, what: string): SpawnTimed {
@@ -75,6 +96,7 @@ export async function benchStartup(opts: { scratch: string; trainImages: string[
       return undefined;
     });
   return {
+    cliRuns: cliRunsFrom(),
     help,
     darknet: { ...darknet, backbone: haveDarknet ? 'darknet-tiny (../shared)' : 'small 4-conv stand-in (../shared absent)', trainS: dark.trainS, profile: await profile(dark.out, 'darknet') },
     vgg16: { ...vgg16, trainS: vgg.trainS, profile: await profile(vgg.out, 'vgg16') },

@@ -20,6 +20,10 @@ export const TRAIN_DEFAULTS = Object.freeze({
   backend: 'auto' as BackendChoice,
   extractBatchSize: 16,
   classWeight: 'auto' as ClassWeightMode,
+  augment: [] as Augment[],
+  calibrate: true,
 });
 
+export const AUGMENTS = ['flip'] as const;
+export type Augment = (typeof AUGMENTS)[number];
 export type ClassWeightMode = 'auto' | 'balanced' | 'none';

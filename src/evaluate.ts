@@ -14,6 +14,8 @@ export interface EvaluateOptions extends PredictOptions {
 export interface EvaluateResult {
   split: Split;
   evaluation: Evaluation;
+  /** Log loss and ECE without the bundle's temperature (present when it has one ≠ 1). */
+  uncalibrated?: { temperature: number; logLoss: number; ece: number };
   /** One entry per evaluated image (for reports and mistake lists). */
   items: GalleryItem[];
   counts: { evaluated: number; skipped: number };
@@ -46,6 +48,7 @@ export async function evaluate(model: FinetuneModel, dataDir: string, opts: Eval
     const k = model.classes.length;
     const labels: number[] = [];
     const rows: Float32Array[] = [];
+    const rawRows: Float32Array[] = [];
     const items: GalleryItem[] = [];
     samples.forEach((sample, i) => {
       if (!scored.ok[i]) return;
@@ -54,6 +57,7 @@ export async function evaluate(model: FinetuneModel, dataDir: string, opts: Eval
       for (let c = 1; c < k; c++) if (row[c] > row[best]) best = c;
       labels.push(sample.label);
       rows.push(row);
+      rawRows.push(scored.uncalibrated.slice(i * k, (i + 1) * k));
       items.push({
         path: sample.path,
         trueLabel: model.classes[sample.label],
@@ -64,9 +68,12 @@ export async function evaluate(model: FinetuneModel, dataDir: string, opts: Eval
     });
     if (labels.length === 0) throw new UsageError(`${dataDir}: none of the ${samples.length} images could be read`);
     const skipped = [...dataset.skipped, ...scored.skipped];
+    const temperature = model.manifest.temperature || 1;
+    const raw = temperature !== 1 ? evaluatePredictions(labels, rawRows, model.classes) : undefined;
     return {
       split,
       evaluation: evaluatePredictions(labels, rows, model.classes),
+      uncalibrated: raw && { temperature, logLoss: raw.logLoss, ece: raw.ece },
       items,
       counts: { evaluated: labels.length, skipped: skipped.length },
       skipped,

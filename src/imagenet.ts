@@ -4,7 +4,7 @@ import { expandInputs } from './data/inputs.ts';
 import { kerasModelsDir, modelsDir } from './paths.ts';
 import type { CacheOptions } from './features/store.ts';
 import type { OnProgress } from './progress.ts';
-import { openFeatureSource, type EngineSettings } from './train.ts';
+import { openFeatureSource, type EngineSettings } from './features/source.ts';
 
 export interface ImagenetClass {
   index: number;

@@ -1,14 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import * as tf from './tf.ts';
 import { loadBundle, type LoadedBundle } from './bundle/load.ts';
-import type { Manifest } from './bundle/manifest.ts';
 import { expandInputs } from './data/inputs.ts';
 import { initBackend } from './engines/backend.ts';
 import { ModelFileError, UsageError } from './errors.ts';
 import type { CacheOptions } from './features/store.ts';
 import { lastModelFile } from './paths.ts';
 import type { OnProgress } from './progress.ts';
-import { openFeatureSource, type EngineSettings, type FeatureSource } from './train.ts';
+import { openFusedSource, type EngineSettings, type FusedSource } from './features/source.ts';
 
 export interface FinetuneModel extends LoadedBundle {
   classes: string[];
@@ -23,7 +22,7 @@ export interface PredictOptions extends EngineSettings, CacheOptions {
   tta?: boolean;
   /** Backbone weights to use instead of the registry lookup (checked against the bundle's checksum). */
   weights?: string;
-  /** Where the backbone is, when it was given by a path that has moved since training. */
+  /** Where the backbone is (comma-separated when fused), when it was given by a path that has moved since training. */
   backbone?: string;
   onProgress?: OnProgress;
   signal?: AbortSignal;
@@ -41,28 +40,41 @@ export async function loadModel(dir?: string, opts: { backend?: EngineSettings['
   return { ...bundle, classes: bundle.manifest.classes };
 }
 
-/** Opens the backbone a bundle was trained with, refusing weights that differ from training. */
-export async function openModelFeatures(model: FinetuneModel, opts: PredictOptions): Promise<FeatureSource> {
-  const b: Manifest['backbone'] = model.manifest.backbone;
-  const source = await openFeatureSource(opts.backbone ?? b.id, { weights: opts.weights, layer: b.layer, preprocess: b.preprocess, pooling: b.pooling, resize: b.resize, inputSize: b.inputSize }, opts, opts.onProgress);
-  if (source.backbone.checksum !== b.checksum) {
-    await source.close();
-    throw new ModelFileError(
-      `backbone weights ${source.backbone.source} (sha256 ${source.backbone.checksum.slice(0, 12)}…) differ from those ${model.dir} was trained with (${b.checksum.slice(0, 12)}…): use the same weights, or re-train`,
-    );
-  }
-  if (source.extractor.featureSize !== b.featureSize) {
-    await source.close();
-    throw new ModelFileError(`${model.dir}: backbone gives ${source.extractor.featureSize} features but the head expects ${b.featureSize}; re-train the model`);
+/** Opens the backbone(s) a bundle was trained with, refusing weights that differ from training. */
+export async function openModelFeatures(model: FinetuneModel, opts: PredictOptions): Promise<FusedSource> {
+  const records = model.manifest.backbones;
+  const moved = opts.backbone?.split(',');
+  const choices = records.map((b, i) => ({
+    backbone: moved?.[i] || b.id,
+    weights: opts.weights,
+    layer: b.layer,
+    preprocess: b.preprocess,
+    pooling: b.pooling,
+    resize: b.resize,
+    inputSize: b.inputSize,
+  }));
+  const source = await openFusedSource(choices, opts, opts.onProgress);
+  for (const [i, part] of source.parts.entries()) {
+    const b = records[i];
+    let problem: string | undefined;
+    if (part.backbone.checksum !== b.checksum) {
+      problem = `backbone weights ${part.backbone.source} (sha256 ${part.backbone.checksum.slice(0, 12)}…) differ from those ${model.dir} was trained with (${b.checksum.slice(0, 12)}…): use the same weights, or re-train`;
+    } else if (part.extractor.featureSize !== b.featureSize) {
+      problem = `${model.dir}: backbone ${b.id} gives ${part.extractor.featureSize} features but the head expects ${b.featureSize}; re-train the model`;
+    }
+    if (problem) {
+      await source.close();
+      throw new ModelFileError(problem);
+    }
   }
   return source;
 }
 
 /** Probabilities of the head for rows of features (temperature applied), one batch at a time. */
-export function headProbabilities(model: FinetuneModel, features: Float32Array, n: number, dim: number, batchSize = 256): Float32Array {
+export function headProbabilities(model: FinetuneModel, features: Float32Array, n: number, dim: number, temperature = model.manifest.temperature || 1, batchSize = 256): Float32Array {
   const classes = model.classes.length;
   const out = new Float32Array(n * classes);
-  const t = model.manifest.temperature || 1;
+  const t = temperature;
   for (let start = 0; start < n; start += batchSize) {
     const rows = Math.min(batchSize, n - start);
     const probs = tf.tidy(() => {
@@ -78,8 +90,10 @@ export function headProbabilities(model: FinetuneModel, features: Float32Array, 
 
 export interface ScoredImages {
   paths: string[];
-  /** n × classes probabilities; rows of skipped images are zeros. */
+  /** n × classes probabilities (the bundle's temperature applied); rows of skipped images are zeros. */
   probabilities: Float32Array;
+  /** The same without temperature scaling. */
+  uncalibrated: Float32Array;
   ok: Uint8Array;
   skipped: { path: string; reason: string }[];
   cache: { hits: number; misses: number };
@@ -87,20 +101,23 @@ export interface ScoredImages {
 }
 
 /** Features → probabilities for a list of image files (averaged with the mirror image when tta). */
-export async function scoreImages(model: FinetuneModel, source: FeatureSource, paths: string[], opts: PredictOptions): Promise<ScoredImages> {
+export async function scoreImages(model: FinetuneModel, source: FusedSource, paths: string[], opts: PredictOptions): Promise<ScoredImages> {
   const plain = await source.extract(paths, { onProgress: opts.onProgress, signal: opts.signal });
   let probabilities = headProbabilities(model, plain.features, paths.length, plain.dim);
+  let uncalibrated = headProbabilities(model, plain.features, paths.length, plain.dim, 1);
   let seconds = plain.seconds;
   const cache = { ...plain.cache };
   if (opts.tta) {
-    const mirrored = await source.extract(paths, { flip: true, onProgress: opts.onProgress, signal: opts.signal, task: 'extract:flip' });
+    const mirrored = await source.extract(paths, { flip: true, onProgress: opts.onProgress, signal: opts.signal });
     const flipped = headProbabilities(model, mirrored.features, paths.length, mirrored.dim);
+    const flippedRaw = headProbabilities(model, mirrored.features, paths.length, mirrored.dim, 1);
     probabilities = probabilities.map((p, i) => (p + flipped[i]) / 2);
+    uncalibrated = uncalibrated.map((p, i) => (p + flippedRaw[i]) / 2);
     seconds += mirrored.seconds;
     cache.hits += mirrored.cache.hits;
     cache.misses += mirrored.cache.misses;
   }
-  return { paths, probabilities, ok: plain.ok, skipped: plain.skipped, cache, seconds };
+  return { paths, probabilities, uncalibrated, ok: plain.ok, skipped: plain.skipped, cache, seconds };
 }
 
 /** Classifies image files, folders or globs; unreadable or missing files get an error entry. */

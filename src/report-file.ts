@@ -14,19 +14,20 @@ export async function writeReport(file: string, model: FinetuneModel, result: Ev
     const thumbnail = await thumbnailDataUri(item.path, opts.thumbnailSize ?? 176).catch(() => '');
     images.push({ ...item, thumbnail });
   }
-  const b = model.manifest.backbone;
+  const parts = model.manifest.backbones;
+  const each = (f: (b: (typeof parts)[number]) => string | number) => parts.map(f).join(' + ');
   const html = renderReport({
     title: opts.title ?? `${model.dir} — ${result.split} split`,
     generatedAt: new Date().toISOString(),
     classes: model.classes,
     model: {
       model: model.dir,
-      backbone: b.id,
-      layer: b.layer,
-      pooling: b.pooling,
-      preprocess: b.preprocess,
-      'input size': `${b.inputSize[0]}×${b.inputSize[1]}`,
-      features: b.featureSize,
+      backbone: each((b) => b.id),
+      layer: each((b) => b.layer),
+      pooling: each((b) => b.pooling),
+      preprocess: each((b) => b.preprocess),
+      'input size': each((b) => `${b.inputSize[0]}×${b.inputSize[1]}`),
+      features: model.manifest.featureSize,
       split: result.split,
     },
     evaluation: result.evaluation,

@@ -1,6 +1,6 @@
 import * as tf from './tf.ts';
 import { loadBackbone, type Backbone } from './backbones/resolve.ts';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, type Manifest } from './bundle/manifest.ts';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, type BackboneRecord, type Manifest } from './bundle/manifest.ts';
 import type { Skipped } from './data/files.ts';
 import type { ResizeMode } from './data/image.ts';
 import { loadDataset, type Dataset, type Layout, type Sample } from './data/layout.ts';
@@ -15,35 +15,21 @@ import type { EpochRecord, FeatureSet } from './head/train.ts';
 import { trainHead } from './head/train.ts';
 import type { OnProgress } from './progress.ts';
 import { packageVersions } from './versions.ts';
-import { TRAIN_DEFAULTS, type ClassWeightMode } from './defaults.ts';
+import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
+import { TRAIN_DEFAULTS, type Augment, type ClassWeightMode } from './defaults.ts';
 
 export { TRAIN_DEFAULTS, type ClassWeightMode } from './defaults.ts';
 
-export interface BackboneChoice {
-  backbone?: string;
-  weights?: string;
-  layer?: string;
-  /** The network's own output as features (ImageNet probabilities). */
-  output?: boolean;
-  /** Run a fully convolutional backbone at [height, width] instead of its declared size. */
-  inputSize?: readonly [number, number];
-  preprocess?: Preprocess;
-  pooling?: Pooling;
-  resize?: ResizeMode;
-  /** Fetch missing registry weights (default yes; FINETUNE_OFFLINE=1 or false forbids it). */
-  download?: boolean;
-}
+import { openFusedSource, type BackboneChoice, type EngineSettings, type FusedSource } from './features/source.ts';
+export type { BackboneChoice, EngineSettings, FeatureSource, FusedSource } from './features/source.ts';
 
-export interface EngineSettings {
-  engine?: EngineChoice;
-  backend?: BackendChoice;
-  threads?: number;
-  device?: Device;
-  /** Images per backbone forward pass. */
-  extractBatchSize?: number;
-}
-
-export interface TrainOptions extends BackboneChoice, EngineSettings, CacheOptions {
+export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' | 'preprocess' | 'inputSize'>, EngineSettings, CacheOptions {
+  /** A registry name or path; several (an array) fuse their features. */
+  backbone?: string | string[];
+  /** Feature layer; with several backbones, one entry per backbone (undefined = its default). */
+  layer?: string | (string | undefined)[];
+  preprocess?: Preprocess | (Preprocess | undefined)[];
+  inputSize?: readonly [number, number] | (readonly [number, number] | undefined)[];
   layout?: Layout;
   valSplit?: number;
   seed?: number;
@@ -54,6 +40,10 @@ export interface TrainOptions extends BackboneChoice, EngineSettings, CacheOptio
   batchSize?: number;
   patience?: number;
   classWeight?: ClassWeightMode;
+  /** Train also on these variants of each training image (features cached per variant): flip. */
+  augment?: Augment[];
+  /** Fit a softmax temperature on the validation split (stored in the bundle, used by predict). */
+  calibrate?: boolean;
   onProgress?: OnProgress;
   signal?: AbortSignal;
 }
@@ -79,75 +69,68 @@ function checkNumber(name: string, value: number, ok: (v: number) => boolean, ru
   return value;
 }
 
-/** Backbone, extractor and cache for one feature spec: shared by train, predict and evaluate. */
-export interface FeatureSource {
-  backbone: Backbone;
-  extractor: FeatureExtractor;
-  pooling: Pooling;
-  resize: ResizeMode;
-  backend: string;
-  extract(paths: string[], opts?: { flip?: boolean; onProgress?: OnProgress; signal?: AbortSignal; task?: string }): Promise<ExtractResult>;
-  close(): Promise<void>;
-}
+const engineOf = (source: FusedSource) => [...new Set(source.parts.map((p) => p.extractor.engine))].join('+');
+const deviceOf = (source: FusedSource) => [...new Set(source.parts.map((p) => p.extractor.device))].join('+');
 
-export async function openFeatureSource(spec: string, choice: BackboneChoice, settings: EngineSettings & CacheOptions, onProgress?: OnProgress): Promise<FeatureSource> {
-  const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
-  onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
-  const backbone = await loadBackbone(spec, { ...choice, onProgress });
-  const pooling = choice.pooling ?? TRAIN_DEFAULTS.pooling;
-  const resize = choice.resize ?? TRAIN_DEFAULTS.resize;
-  const extractor = await createExtractor(backbone.model, {
-    engine: settings.engine,
-    backend: settings.backend,
+/** What a bundle records of each backbone, so predict can rebuild exactly these features. */
+export function backboneRecords(source: FusedSource): BackboneRecord[] {
+  return source.parts.map(({ backbone, extractor, pooling, resize }) => ({
+    id: backbone.id,
+    checksum: backbone.checksum,
     layer: backbone.layer,
     pooling,
-    threads: settings.threads,
-    device: settings.device,
-    onFallback: (message) => onProgress?.({ status: 'warn', task: 'backbone', message }),
-  });
-  onProgress?.({ status: 'done', task: 'backbone', message: `${backbone.id} → ${backbone.layer} (${pooling}, ${extractor.featureSize} features) on ${extractor.engine}/${extractor.device}` });
-  const caches = new Map<boolean, Awaited<ReturnType<typeof openFeatureStore>>>();
-  const storeFor = async (flip: boolean) => {
-    if (!caches.has(flip)) {
-      const featureSpec = {
-        backbone: backbone.id,
-        weightsChecksum: backbone.checksum,
-        layer: backbone.layer,
-        pooling,
-        preprocess: backbone.preprocess,
-        inputSize: backbone.inputSize,
-        resize,
-        augment: flip ? 'flip' : 'none',
-      };
-      caches.set(flip, await openFeatureStore(featureSpec, extractor.featureSize, settings));
-    }
-    return caches.get(flip)!.store;
-  };
-  return {
-    backbone,
-    extractor,
-    pooling,
+    preprocess: backbone.preprocess,
+    inputSize: backbone.inputSize,
     resize,
-    backend,
-    async extract(paths, opts = {}) {
-      return extractFeatures(paths, {
-        extractor,
-        preprocess: backbone.preprocess,
-        resize,
-        batchSize: settings.extractBatchSize ?? TRAIN_DEFAULTS.extractBatchSize,
-        flip: opts.flip,
-        cache: await storeFor(opts.flip ?? false),
-        onProgress: opts.onProgress,
-        signal: opts.signal,
-        task: opts.task,
-      });
-    },
-    async close() {
-      await extractor.dispose();
-      for (const c of caches.values()) await c.close();
-      backbone.model.dispose();
-    },
-  };
+    featureSize: extractor.featureSize,
+  }));
+}
+
+function listAt<T>(value: T | (T | undefined)[] | undefined, i: number, isList: (v: unknown) => boolean = Array.isArray): T | undefined {
+  return isList(value) ? (value as (T | undefined)[])[i] : i === 0 || value === undefined ? (value as T | undefined) : (value as T);
+}
+
+/** TrainOptions → one choice per backbone (a single backbone is a list of one). */
+export function backboneParts(o: TrainOptions): (BackboneChoice & { backbone: string })[] {
+  const names = Array.isArray(o.backbone) ? o.backbone : [o.backbone ?? TRAIN_DEFAULTS.backbone];
+  if (names.length === 0) throw new UsageError('--backbone needs at least one name or path');
+  const isSizeList = (v: unknown) => Array.isArray(v) && (v.length === 0 || typeof v[0] !== 'number');
+  return names.map((backbone, i) => ({
+    ...o,
+    backbone,
+    layer: listAt(o.layer, i),
+    preprocess: listAt(o.preprocess, i),
+    inputSize: listAt(o.inputSize as readonly [number, number] | undefined, i, isSizeList),
+  }));
+}
+
+function appendRows(a: FeatureSet, b: FeatureSet): FeatureSet {
+  const x = new Float32Array(a.x.length + b.x.length);
+  x.set(a.x);
+  x.set(b.x, a.x.length);
+  const y = new Int32Array(a.n + b.n);
+  y.set(a.y);
+  y.set(b.y, a.n);
+  return { x, y, n: a.n + b.n, dim: a.dim };
+}
+
+/**
+ * Temperature scaling (Guo et al. 2017): one scalar T fitted on the validation split so that
+ * softmax(log p / T) minimises log loss. Accuracy is unchanged; confidence becomes honest.
+ */
+const MIN_TEMPERATURE = 0.5;
+const MAX_TEMPERATURE = 10;
+/** Fewer validation images than this leave the temperature at 1. */
+const MIN_CALIBRATION_IMAGES = 30;
+
+function calibrate(head: tf.Sequential, valid: FeatureSet): { temperature: number; valLoss: number } {
+  const probs = tf.tidy(() => (head.predict(tf.tensor2d(valid.x, [valid.n, valid.dim])) as tf.Tensor2D).arraySync());
+  const logits = probs.map((row) => logitsFromProbabilities(row));
+  // A small or perfectly separated validation split pushes T towards 0 (certainty); the
+  // bounds keep one lucky split from making every later prediction 0 or 1.
+  const temperature = Math.min(MAX_TEMPERATURE, Math.max(MIN_TEMPERATURE, fitTemperature(valid.y, logits)));
+  const scaled = logits.map((row) => applyTemperature(row, temperature));
+  return { temperature, valLoss: logLoss(valid.y, scaled) };
 }
 
 function toFeatureSet(samples: Sample[], result: ExtractResult, offset: number): FeatureSet {
@@ -200,13 +183,18 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid` });
   for (const message of dataset.warnings) onProgress?.({ status: 'warn', task: 'dataset', message });
 
-  const source = await openFeatureSource(o.backbone, o, o, onProgress);
+  const source = await openFusedSource(backboneParts(o), o, onProgress);
   try {
     const paths = [...dataset.train, ...dataset.valid].map((s) => s.path);
     const extracted = await source.extract(paths, { onProgress, signal: o.signal });
     const warnings = [...dataset.warnings, ...leakageWarnings(dataset, extracted)];
     for (const message of warnings.slice(dataset.warnings.length)) onProgress?.({ status: 'warn', task: 'dataset', message });
-    const trainSet = toFeatureSet(dataset.train, extracted, 0);
+    let trainSet = toFeatureSet(dataset.train, extracted, 0);
+    const trainImages = trainSet.n;
+    if (o.augment.includes('flip')) {
+      const mirrored = await source.extract(dataset.train.map((s) => s.path), { flip: true, onProgress, signal: o.signal });
+      trainSet = appendRows(trainSet, toFeatureSet(dataset.train, mirrored, 0));
+    }
     const validSet = toFeatureSet(dataset.valid, extracted, dataset.train.length);
     const present = new Set(trainSet.y);
     if (present.size < 2) throw new UsageError(`${dataDir}: fewer than 2 classes have readable training images; nothing to learn`);
@@ -227,28 +215,20 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       onEpoch: (record, total) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record } }),
     });
     const trainSeconds = (performance.now() - started) / 1000;
+    const calibration = o.calibrate && validSet.n >= MIN_CALIBRATION_IMAGES ? calibrate(trained.model, validSet) : { temperature: 1, valLoss: undefined };
     const best = trained.history[trained.bestEpoch - 1] ?? trained.history[trained.history.length - 1];
     onProgress?.({ status: 'done', task: 'train', message: `best epoch ${trained.bestEpoch} of ${trained.history.length}` });
 
     const skipped = [...dataset.skipped, ...extracted.skipped];
-    const counts = { train: trainSet.n, valid: validSet.n, skipped: skipped.length };
-    const { backbone, extractor } = source;
+    const counts = { train: trainImages, valid: validSet.n, skipped: skipped.length };
     const manifest: Omit<Manifest, 'head'> = {
       format: BUNDLE_FORMAT,
       formatVersion: BUNDLE_VERSION,
       createdAt: new Date().toISOString(),
       classes: dataset.classes,
-      backbone: {
-        id: backbone.id,
-        checksum: backbone.checksum,
-        layer: backbone.layer,
-        pooling: source.pooling,
-        preprocess: backbone.preprocess,
-        inputSize: backbone.inputSize,
-        resize: source.resize,
-        featureSize: extractor.featureSize,
-      },
-      temperature: 1,
+      backbones: backboneRecords(source),
+      featureSize: source.featureSize,
+      temperature: calibration.temperature,
       training: {
         data: dataDir,
         layout: dataset.layout,
@@ -256,19 +236,22 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         seed: o.seed,
         hidden: o.hidden,
         dropout: o.dropout,
+        augment: o.augment,
+        calibrate: o.calibrate,
         lr: o.lr,
         epochs: o.epochs,
         batchSize: o.batchSize,
         patience: o.patience,
         classWeights: weights ?? null,
-        engine: extractor.engine,
-        device: extractor.device,
+        engine: engineOf(source),
+        device: deviceOf(source),
         backend: source.backend,
       },
       counts,
       metrics: {
         valAccuracy: best.valAccuracy,
-        valLoss: best.valLoss,
+        valLoss: calibration.valLoss ?? best.valLoss,
+        valLossUncalibrated: best.valLoss,
         trainAccuracy: best.accuracy,
         trainLoss: best.loss,
         epochs: trained.history.length,
@@ -287,8 +270,8 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       warnings,
       cache: extracted.cache,
       timing: { featuresSeconds: extracted.seconds, trainSeconds, imagesPerSecond: extracted.imagesPerSecond },
-      engine: extractor.engine,
-      device: extractor.device,
+      engine: engineOf(source),
+      device: deviceOf(source),
       backend: source.backend,
     };
   } finally {

@@ -123,7 +123,7 @@ const CASES: BrokenBundle[] = [
   },
   {
     what: 'backbone checksum differs from training',
-    make: (dir) => editJson(path.join(dir, 'finetune.json'), (m) => (m.backbone.checksum = 'f'.repeat(64))),
+    make: (dir) => editJson(path.join(dir, 'finetune.json'), (m) => (m.backbones[0].checksum = 'f'.repeat(64))),
     code: EXIT.runtime,
     message: /backbone weights .* differ from those .* was trained with \(ffffffffffff…\): use the same weights, or re-train/,
     afterProgress: true,

@@ -107,12 +107,12 @@ test('two trains writing the same --out at once: the bundle is exactly one of th
     const ref = references[which];
     assert.equal(manifest.training.hidden, ref.manifest.training.hidden, 'manifest fields all from one run');
     assert.deepEqual(manifest.classes, ref.manifest.classes);
-    assert.equal(manifest.backbone.featureSize, ref.manifest.backbone.featureSize);
+    assert.equal(manifest.featureSize, ref.manifest.featureSize);
     const headDir = path.join(out, path.dirname(manifest.head));
     assert.deepEqual(await snapshotFolder(headDir), ref.head, 'the head folder it names is that run’s head, byte for byte');
     const headJson = JSON.parse(await readFile(path.join(headDir, 'model.json'), 'utf8'));
     const layers = headJson.modelTopology.config.layers as { config: { batch_input_shape?: number[]; units?: number } }[];
-    assert.equal(layers[0].config.batch_input_shape?.[1], manifest.backbone.featureSize, 'head input = manifest featureSize');
+    assert.equal(layers[0].config.batch_input_shape?.[1], manifest.featureSize, 'head input = manifest featureSize');
     assert.equal(layers[layers.length - 1].config.units, manifest.classes.length, 'head outputs = manifest classes');
     const predictions = await predictAt(out);
     assert.deepEqual(predictions, ref.predictions, 'predicts exactly as that run alone');

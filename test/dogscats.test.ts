@@ -47,10 +47,10 @@ test('dogscats slice with darknet-tiny: validation accuracy ≥ 85%', { timeout:
   try {
     const seconds = (performance.now() - started) / 1000;
     const acc = result.manifest.metrics.valAccuracy!;
-    t.diagnostic(`darknet-tiny → ${result.manifest.backbone.layer}: val accuracy ${(acc * 100).toFixed(1)}% on ${result.counts.valid} photos, ${seconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s on ${result.device})`);
+    t.diagnostic(`darknet-tiny → ${result.manifest.backbones[0].layer}: val accuracy ${(acc * 100).toFixed(1)}% on ${result.counts.valid} photos, ${seconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s on ${result.device})`);
     assert.deepEqual(result.classes, ['cats', 'dogs']);
     assert.deepEqual(result.counts, { train: 2 * PER_CLASS.train, valid: 2 * PER_CLASS.valid, skipped: 0 });
-    assert.equal(result.manifest.backbone.layer, 'leaky_re_lu_15');
+    assert.equal(result.manifest.backbones[0].layer, 'leaky_re_lu_15');
     assert.ok(acc >= 0.85, `val accuracy ${acc} is not well above chance`);
   } finally {
     result.head.dispose();

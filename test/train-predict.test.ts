@@ -166,13 +166,13 @@ describe('train and predict with the library', () => {
 
     const manifest = JSON.parse(await readFile(path.join(dir, 'finetune.json'), 'utf8'));
     assert.deepEqual(manifest.classes, ['checker', 'circle', 'stripes']);
-    assert.equal(manifest.backbone.id, path.resolve(tiny.folder));
-    assert.match(manifest.backbone.checksum, /^[0-9a-f]{64}$/);
-    assert.equal(manifest.backbone.layer, 'block2_pool');
-    assert.equal(manifest.backbone.pooling, 'avg');
-    assert.equal(manifest.backbone.preprocess, 'unit');
-    assert.deepEqual(manifest.backbone.inputSize, [32, 32]);
-    assert.equal(manifest.backbone.featureSize, 16);
+    assert.equal(manifest.backbones[0].id, path.resolve(tiny.folder));
+    assert.match(manifest.backbones[0].checksum, /^[0-9a-f]{64}$/);
+    assert.equal(manifest.backbones[0].layer, 'block2_pool');
+    assert.equal(manifest.backbones[0].pooling, 'avg');
+    assert.equal(manifest.backbones[0].preprocess, 'unit');
+    assert.deepEqual(manifest.backbones[0].inputSize, [32, 32]);
+    assert.equal(manifest.backbones[0].featureSize, 16);
     for (const key of ['hidden', 'dropout', 'lr', 'epochs', 'batchSize', 'patience', 'layout', 'valSplit']) assert.ok(key in manifest.training, `training.${key}`);
     assert.equal(manifest.training.seed, 42);
     assert.equal(manifest.training.lr, 0.01);

@@ -30,7 +30,7 @@ export async function loadBundle(dir: string): Promise<LoadedBundle> {
   if (manifest.formatVersion > BUNDLE_VERSION) {
     throw new ModelFileError(`${manifestPath} is format version ${manifest.formatVersion}, newer than this finetune reads (${BUNDLE_VERSION}): upgrade finetune`);
   }
-  if (!Array.isArray(manifest.classes) || manifest.classes.length < 2 || typeof manifest.head !== 'string' || !manifest.backbone?.id) {
+  if (!Array.isArray(manifest.classes) || manifest.classes.length < 2 || typeof manifest.head !== 'string' || !Array.isArray(manifest.backbones) || manifest.backbones.length === 0 || manifest.backbones.some((b) => !b?.id)) {
     throw new ModelFileError(`${manifestPath} lacks classes, head or backbone: the file is damaged; re-train the model`);
   }
   const headJson = path.resolve(dir, manifest.head);

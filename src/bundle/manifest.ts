@@ -26,14 +26,17 @@ export interface Manifest {
   formatVersion: number;
   createdAt: string;
   classes: string[];
-  backbone: BackboneRecord;
+  /** One entry per backbone; several = fused features, concatenated in this order. */
+  backbones: BackboneRecord[];
+  /** Length of the head's input: the sum of the backbones' feature sizes. */
+  featureSize: number;
   /** Relative path of the head's tfjs model.json inside the bundle. */
   head: string;
   /** Softmax temperature fitted on the validation split (1 = none). */
   temperature: number;
   training: Record<string, unknown>;
   counts: { train: number; valid: number; skipped: number };
-  metrics: { valAccuracy?: number; valLoss?: number; trainAccuracy: number; trainLoss: number; epochs: number; bestEpoch: number };
+  metrics: { valAccuracy?: number; valLoss?: number; valLossUncalibrated?: number; trainAccuracy: number; trainLoss: number; epochs: number; bestEpoch: number };
   history: EpochRecord[];
   versions: Record<string, string>;
 }

@@ -39,7 +39,12 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
   addCacheOptions(cmd);
   cmd.action((data: string, flags: EvaluateFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
-      const { loadModel, evaluate, writeReport, GateError } = await import('../index.ts');
+      const [{ loadModel }, { evaluate }, { writeReport }, { GateError }] = await Promise.all([
+        import('../predict.ts'),
+        import('../evaluate.ts'),
+        import('../report-file.ts'),
+        import('../errors.ts'),
+      ]);
       const model = await loadModel(flags.model, { backend: flags.backend });
       try {
         const result = await evaluate(model, data, { ...engineOptions(flags), split: flags.split, layout: flags.layout, tta: flags.tta, weights: flags.weights, backbone: flags.backbone, onProgress: progress, signal });
@@ -55,6 +60,7 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
             logLoss: e.logLoss,
             rocAuc: e.rocAuc,
             ece: e.ece,
+            uncalibrated: result.uncalibrated ?? null,
             perClass: e.perClass,
             confusionMatrix: e.confusionMatrix,
             reliability: e.reliability,
@@ -65,7 +71,7 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
           });
         } else {
           const header = [`model      ${model.dir}`, `split      ${result.split} (${result.counts.evaluated} images, ${result.counts.skipped} skipped)`];
-          for (const line of evaluationLines(out, model.classes, e, header)) printResult(line);
+          for (const line of evaluationLines(out, model.classes, e, header, result.uncalibrated)) printResult(line);
           if (flags.report) printInfo(out, `report: ${flags.report}`);
           if (result.skipped.length > 0) {
             printWarning(out, `skipped ${result.skipped.length} file(s):`);

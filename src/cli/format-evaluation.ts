@@ -16,12 +16,13 @@ export function confusionTable(out: Output, classes: string[], matrix: number[][
   return lines;
 }
 
-export function evaluationLines(out: Output, classes: string[], e: Evaluation, header: string[]): string[] {
+export function evaluationLines(out: Output, classes: string[], e: Evaluation, header: string[], uncalibrated?: { temperature: number; logLoss: number; ece: number }): string[] {
   const lines = [...header];
   lines.push(`accuracy   ${(e.accuracy * 100).toFixed(2)}%  (${Math.round(e.accuracy * e.count)}/${e.count})`);
-  lines.push(`log loss   ${e.logLoss.toFixed(4)}`);
+  const before = (v: number | undefined) => (v === undefined ? '' : paint(out, 'dim', `  (${v.toFixed(4)} before temperature ${uncalibrated!.temperature.toFixed(2)})`));
+  lines.push(`log loss   ${e.logLoss.toFixed(4)}${before(uncalibrated?.logLoss)}`);
   if (e.rocAuc !== null) lines.push(`ROC AUC    ${e.rocAuc.toFixed(4)}`);
-  lines.push(`ECE        ${e.ece.toFixed(4)}`);
+  lines.push(`ECE        ${e.ece.toFixed(4)}${before(uncalibrated?.ece)}`);
   lines.push('');
   lines.push(...confusionTable(out, classes, e.confusionMatrix));
   lines.push('');

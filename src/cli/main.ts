@@ -39,6 +39,11 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `finetune predict … | head` closes the pipe early: that is the reader's choice, not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {

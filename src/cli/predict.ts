@@ -43,7 +43,8 @@ export function registerPredict(program: Command, defaults: typeof import('../de
   cmd.action((paths: string[], flags: PredictFlags) =>
     runCommand(flags, async ({ progress, signal }) => {
       if (flags.imagenet) return imagenetCommand(paths, flags, progress, signal);
-      const { loadModel, predict } = await import('../index.ts');
+      // Only what predict needs: not the training code (and its gradient registry).
+      const { loadModel, predict } = await import('../predict.ts');
       const top = flags.top ?? 1;
       const { predictionsCsv, kaggleSubmission, parseClip } = await import('../export/tables.ts');
       if (flags.kaggle) parseClip(flags.clip);

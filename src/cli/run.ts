@@ -34,8 +34,6 @@ export async function runCommand(flags: { json?: boolean; quiet?: boolean }, act
     process.stderr.write(paint(out, 'red', `finetune: error: ${message}`) + '\n');
     if (code === EXIT.runtime && process.env.FINETUNE_DEBUG && e.stack) process.stderr.write(e.stack + '\n');
     process.exitCode = code;
-    // A native inference call still running must not hold the process past the user's Ctrl-C.
-    if (code === EXIT.interrupted) setTimeout(() => process.exit(EXIT.interrupted), 200).unref();
   } finally {
     progress.stop();
     process.off('SIGINT', onSigint);

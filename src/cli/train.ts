@@ -1,15 +1,18 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { EXIT } from '../errors.ts';
+import { EXIT, UsageError } from '../errors.ts';
 import { addCacheOptions, addEngineOptions, engineOptions, float, int, type EngineFlags } from './options.ts';
 import { formatPercent, printInfo, printJson, printResult, printWarning } from './output.ts';
 import { runCommand } from './run.ts';
 
 interface TrainFlags extends EngineFlags {
-  backbone: string;
+  backbone: string[];
   weights?: string;
   layer?: string;
-  preprocess?: 'caffe' | 'tf' | 'torch' | 'unit';
+  preprocess?: string;
+  inputSize?: string;
+  augment?: string;
+  calibrate: boolean;
   pooling: 'avg' | 'max' | 'flatten';
   resize: 'squash' | 'crop';
   layout?: 'fastai' | 'folders' | 'kaggle';
@@ -27,16 +30,56 @@ interface TrainFlags extends EngineFlags {
   quiet?: boolean;
 }
 
+const DEFAULT_BACKBONES: string[] = [];
+
+/** `--backbone A,B --backbone C` → [A, B, C]. */
+function collect(value: string, previous: string[]): string[] {
+  return [...(previous === DEFAULT_BACKBONES ? [] : previous), ...list(value)];
+}
+
+function list(value: string): string[] {
+  return value.split(',').map((v) => v.trim());
+}
+
+/** One value for every backbone, or "A,B" with one per backbone ('' = that backbone's default). */
+function perBackbone<T = string>(value: string | undefined, parse: (v: string) => T = (v) => v as T): (T | undefined)[] | undefined {
+  if (value === undefined) return undefined;
+  return list(value).map((v) => (v === '' ? undefined : parse(v)));
+}
+
+function checkPreprocess(mode: string): 'caffe' | 'tf' | 'torch' | 'unit' {
+  if (!['caffe', 'tf', 'torch', 'unit'].includes(mode)) throw new UsageError(`--preprocess ${mode}: use caffe, tf, torch or unit`);
+  return mode as 'caffe' | 'tf' | 'torch' | 'unit';
+}
+
+function parseSize(text: string): readonly [number, number] {
+  const m = /^(\d+)(?:[x×](\d+))?$/.exec(text);
+  const h = Number(m?.[1]);
+  const w = Number(m?.[2] ?? m?.[1]);
+  if (!m || h < 16 || w < 16 || h > 2048 || w > 2048) throw new UsageError(`--input-size ${text}: give N or HxW, between 16 and 2048`);
+  return [h, w];
+}
+
+function checkAugment(name: string): string {
+  if (name !== 'flip') throw new UsageError(`--augment ${name}: the variants available are: flip`);
+  return name;
+}
+
 /** The defaults shown in help are the library's own (TRAIN_DEFAULTS), read without loading tfjs. */
 export function registerTrain(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
   const cmd = program
     .command('train')
     .description('learn a classifier from folders of images: frozen backbone features → a small dense head')
     .argument('<data>', 'data folder: DATA/train/<class>/ + DATA/valid/<class>/, DATA/<class>/, or Kaggle-style DATA/train/cat.1.jpg')
-    .option('--backbone <name|path>', 'registry name (vgg16) or a tfjs model folder / Keras .h5 file', defaults.backbone)
+    .addOption(
+      new Option('--backbone <name|path>', 'registry name (see `finetune models list`), a tfjs model folder or a Keras .h5 file; several (A,B or repeated) fuse their features')
+        .argParser(collect)
+        .default(DEFAULT_BACKBONES, JSON.stringify(defaults.backbone)),
+    )
     .option('--weights <file>', 'backbone weights file (.h5) instead of looking in the caches')
-    .option('--layer <name>', 'layer whose output are the features (vgg16: block5_pool; a path: input of its first Flatten/pooling/Dense)')
-    .addOption(new Option('--preprocess <mode>', "pixel preprocessing (default: the backbone's)").choices(['caffe', 'tf', 'torch', 'unit']))
+    .option('--layer <name>', 'layer whose output are the features (vgg16: block5_pool; a path: input of its first Flatten/pooling/Dense); A,B with fused backbones')
+    .option('--preprocess <mode>', "pixel preprocessing: caffe, tf, torch or unit (default: the backbone's; tfjs folders: unit); A,B with fused backbones")
+    .option('--input-size <n|HxW>', 'run a fully convolutional backbone at this size instead of its own (e.g. 320); A,B with fused backbones')
     .addOption(new Option('--pooling <mode>', 'how the feature map becomes a vector').choices(['avg', 'max', 'flatten']).default(defaults.pooling))
     .addOption(new Option('--resize <mode>', 'squash to the input size, or crop the centre').choices(['squash', 'crop']).default(defaults.resize))
     .addOption(new Option('--layout <layout>', 'force a data layout instead of detecting it').choices(['fastai', 'folders', 'kaggle']))
@@ -49,6 +92,8 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
     .option('--batch-size <n>', 'head training batch size', int('--batch-size'), defaults.batchSize)
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (best weights kept)', int('--patience'), defaults.patience)
     .addOption(new Option('--class-weight <mode>', 'loss weights per class (auto: balanced when the largest class is > 1.5× the smallest)').choices(['auto', 'balanced', 'none']).default(defaults.classWeight))
+    .option('--augment <list>', 'also train on variants of each training image (features cached per variant): flip')
+    .option('--no-calibrate', 'do not fit a softmax temperature on the validation split')
     .option('--out <dir>', 'model folder to write (default: models/<name of the data folder>)')
     .option('--json', 'print one JSON object with the result instead of text')
     .option('-q, --quiet', 'no progress output');
@@ -56,13 +101,16 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
   addCacheOptions(cmd);
   cmd.action((data: string, flags: TrainFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
-      const { train, saveModel } = await import('../index.ts');
+      const [{ train }, { saveModel }] = await Promise.all([import('../train.ts'), import('../model-io.ts')]);
       const outDir = flags.out ?? path.join('models', path.basename(path.resolve(data)));
       const result = await train(data, {
-        backbone: flags.backbone,
+        backbone: flags.backbone.length > 0 ? flags.backbone : defaults.backbone,
         weights: flags.weights,
-        layer: flags.layer,
-        preprocess: flags.preprocess,
+        layer: perBackbone(flags.layer),
+        preprocess: perBackbone(flags.preprocess, checkPreprocess),
+        inputSize: perBackbone(flags.inputSize, parseSize),
+        augment: flags.augment ? (list(flags.augment).map(checkAugment) as ('flip')[]) : undefined,
+        calibrate: flags.calibrate,
         pooling: flags.pooling,
         resize: flags.resize,
         layout: flags.layout,

@@ -63,7 +63,7 @@ type Reply = { type: 'ready' | 'released' } | { type: 'result'; id: number; feat
 /** The session lives in a worker thread (src/engines/onnx-session-worker.mjs); requests are answered in order. */
 class OnnxWorker {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void; done: Promise<unknown> }>();
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (reply: Reply) => {
@@ -103,13 +103,25 @@ class OnnxWorker {
     const id = this.nextId++;
     // Held (ref'd) only while a request is out: an idle session must not keep the process alive.
     this.worker.ref();
+    let settled!: () => void;
+    const done = new Promise<void>((r) => (settled = r));
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, {
+        resolve: (f) => (settled(), resolve(f)),
+        reject: (e) => (settled(), reject(e)),
+        done,
+      });
       this.worker.postMessage({ type: 'run', id, images, dims, inputName: INPUT_NAME, outputName: OUTPUT_NAME });
     });
   }
 
+  /**
+   * Waits for a batch still running (stopping the thread inside onnxruntime aborts the whole
+   * process), then ends the worker.
+   */
   async close(): Promise<void> {
+    const inFlight = [...this.pending.values()].map((p) => p.done);
+    await Promise.race([Promise.allSettled(inFlight), new Promise((r) => setTimeout(r, 30_000).unref())]);
     this.pending.clear();
     await this.worker.terminate();
   }

@@ -44,9 +44,9 @@ export function foldStandardization(model: tf.Sequential, mean: Float32Array, st
   const first = model.layers[0];
   const [kernel, bias] = first.getWeights();
   const folded = tf.tidy(() => {
-    const invStd = tf.tensor1d(std).reciprocal();
-    const w = tf.mul(kernel, invStd.expandDims(1));
-    const shift = tf.matMul(tf.mul(tf.tensor1d(mean), invStd).expandDims(0), kernel).squeeze([0]);
+    const invStd = tf.reciprocal(tf.tensor1d(std));
+    const w = tf.mul(kernel, tf.expandDims(invStd, 1));
+    const shift = tf.squeeze(tf.matMul(tf.expandDims(tf.mul(tf.tensor1d(mean), invStd), 0), kernel), [0]);
     return [w, tf.sub(bias, shift)];
   });
   first.setWeights(folded);

@@ -1,4 +1,7 @@
 import * as tf from '../tf.ts';
+// Training needs tfjs's gradient registry, which only the full bundle loads (≈ 250 ms that
+// predict and evaluate do not pay).
+import '@tensorflow/tfjs';
 import { createRng, shuffleInPlace, type Rng } from '../data/random.ts';
 import { InterruptedError } from '../errors.ts';
 import { buildHead, foldStandardization, forward, type HeadOptions } from './model.ts';

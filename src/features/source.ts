@@ -1,0 +1,183 @@
+import { loadBackbone, type Backbone } from '../backbones/resolve.ts';
+import type { ResizeMode } from '../data/image.ts';
+import type { Preprocess } from '../data/preprocess.ts';
+import { TRAIN_DEFAULTS } from '../defaults.ts';
+import { initBackend, type BackendChoice } from '../engines/backend.ts';
+import { createExtractor, type EngineChoice } from '../engines/index.ts';
+import type { Device, FeatureExtractor, Pooling } from '../engines/types.ts';
+import type { OnProgress } from '../progress.ts';
+import { extractFeatures, type ExtractResult } from './extract.ts';
+import { openFeatureStore, type CacheOptions } from './store.ts';
+
+export interface BackboneChoice {
+  backbone?: string;
+  weights?: string;
+  layer?: string;
+  /** The network's own output as features (ImageNet probabilities). */
+  output?: boolean;
+  /** Run a fully convolutional backbone at [height, width] instead of its declared size. */
+  inputSize?: readonly [number, number];
+  preprocess?: Preprocess;
+  pooling?: Pooling;
+  resize?: ResizeMode;
+  /** Fetch missing registry weights (default yes; FINETUNE_OFFLINE=1 or false forbids it). */
+  download?: boolean;
+}
+
+export interface EngineSettings {
+  engine?: EngineChoice;
+  backend?: BackendChoice;
+  threads?: number;
+  device?: Device;
+  /** Images per backbone forward pass. */
+  extractBatchSize?: number;
+}
+
+/** Backbone, extractor and cache for one feature spec: shared by train, predict and evaluate. */
+export interface FeatureSource {
+  backbone: Backbone;
+  extractor: FeatureExtractor;
+  pooling: Pooling;
+  resize: ResizeMode;
+  backend: string;
+  extract(paths: string[], opts?: { flip?: boolean; onProgress?: OnProgress; signal?: AbortSignal; task?: string }): Promise<ExtractResult>;
+  close(): Promise<void>;
+}
+
+export async function openFeatureSource(spec: string, choice: BackboneChoice, settings: EngineSettings & CacheOptions, onProgress?: OnProgress): Promise<FeatureSource> {
+  const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
+  onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
+  const backbone = await loadBackbone(spec, { ...choice, onProgress });
+  const pooling = choice.pooling ?? TRAIN_DEFAULTS.pooling;
+  const resize = choice.resize ?? TRAIN_DEFAULTS.resize;
+  const extractor = await createExtractor(backbone.model, {
+    engine: settings.engine,
+    backend: settings.backend,
+    layer: backbone.layer,
+    pooling,
+    threads: settings.threads,
+    device: settings.device,
+    onFallback: (message) => onProgress?.({ status: 'warn', task: 'backbone', message }),
+  });
+  onProgress?.({ status: 'done', task: 'backbone', message: `${backbone.id} → ${backbone.layer} (${pooling}, ${extractor.featureSize} features) on ${extractor.engine}/${extractor.device}` });
+  const caches = new Map<boolean, Awaited<ReturnType<typeof openFeatureStore>>>();
+  const storeFor = async (flip: boolean) => {
+    if (!caches.has(flip)) {
+      const featureSpec = {
+        backbone: backbone.id,
+        weightsChecksum: backbone.checksum,
+        layer: backbone.layer,
+        pooling,
+        preprocess: backbone.preprocess,
+        inputSize: backbone.inputSize,
+        resize,
+        augment: flip ? 'flip' : 'none',
+      };
+      caches.set(flip, await openFeatureStore(featureSpec, extractor.featureSize, settings));
+    }
+    return caches.get(flip)!.store;
+  };
+  return {
+    backbone,
+    extractor,
+    pooling,
+    resize,
+    backend,
+    async extract(paths, opts = {}) {
+      return extractFeatures(paths, {
+        extractor,
+        preprocess: backbone.preprocess,
+        resize,
+        batchSize: settings.extractBatchSize ?? TRAIN_DEFAULTS.extractBatchSize,
+        flip: opts.flip,
+        cache: await storeFor(opts.flip ?? false),
+        onProgress: opts.onProgress,
+        signal: opts.signal,
+        task: opts.task,
+      });
+    },
+    async close() {
+      await extractor.dispose();
+      for (const c of caches.values()) await c.close();
+      backbone.model.dispose();
+    },
+  };
+}
+
+/** What a bundle records of each backbone its features came from. */
+export interface BackbonePart {
+  backbone: Backbone;
+  extractor: FeatureExtractor;
+  pooling: Pooling;
+  resize: ResizeMode;
+}
+
+/** One or several backbones whose features are concatenated row by row (fusion). */
+export interface FusedSource {
+  parts: BackbonePart[];
+  featureSize: number;
+  backend: string;
+  extract(paths: string[], opts?: { flip?: boolean; onProgress?: OnProgress; signal?: AbortSignal }): Promise<ExtractResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * Standing on several networks at once: each extracts with its own preprocessing and input
+ * size, and the head sees their features side by side (it standardises every feature, so a
+ * part with large activations does not drown the others). One backbone is the case of one part.
+ */
+export async function openFusedSource(choices: (BackboneChoice & { backbone: string })[], settings: EngineSettings & CacheOptions, onProgress?: OnProgress): Promise<FusedSource> {
+  const sources: FeatureSource[] = [];
+  try {
+    for (const choice of choices) sources.push(await openFeatureSource(choice.backbone, choice, settings, onProgress));
+  } catch (err) {
+    for (const s of sources) await s.close();
+    throw err;
+  }
+  const featureSize = sources.reduce((sum, s) => sum + s.extractor.featureSize, 0);
+  return {
+    parts: sources.map(({ backbone, extractor, pooling, resize }) => ({ backbone, extractor, pooling, resize })),
+    featureSize,
+    backend: sources[0].backend,
+    async extract(paths, opts = {}) {
+      const results: ExtractResult[] = [];
+      for (const [i, source] of sources.entries()) {
+        const task = `${opts.flip ? 'extract:flip' : 'extract'}${sources.length > 1 ? `:${i + 1}` : ''}`;
+        results.push(await source.extract(paths, { ...opts, task }));
+      }
+      return results.length === 1 ? results[0] : concatResults(results, paths.length, featureSize);
+    },
+    async close() {
+      for (const s of sources) await s.close();
+    },
+  };
+}
+
+function concatResults(results: ExtractResult[], n: number, dim: number): ExtractResult {
+  const features = new Float32Array(n * dim);
+  const ok = new Uint8Array(n).fill(1);
+  let offset = 0;
+  for (const r of results) {
+    for (let i = 0; i < n; i++) {
+      features.set(r.features.subarray(i * r.dim, (i + 1) * r.dim), i * dim + offset);
+      ok[i] &= r.ok[i];
+    }
+    offset += r.dim;
+  }
+  const skipped = new Map(results.flatMap((r) => r.skipped.map((s) => [s.path, s] as const)));
+  const sum = (f: (r: ExtractResult) => number) => results.reduce((a, r) => a + f(r), 0);
+  const seconds = sum((r) => r.seconds);
+  const computed = Math.max(...results.map((r) => r.computed));
+  return {
+    features,
+    dim,
+    ok,
+    hashes: results[0].hashes,
+    skipped: [...skipped.values()],
+    cache: { hits: sum((r) => r.cache.hits), misses: sum((r) => r.cache.misses) },
+    computed,
+    seconds,
+    imagesPerSecond: seconds > 0 ? computed / seconds : 0,
+    engineImagesPerSecond: Math.min(...results.map((r) => r.engineImagesPerSecond)),
+  };
+}
