@@ -1,6 +1,6 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { download } from './backbones/download.ts';
+import { download, OfflineError } from './backbones/download.ts';
 import { extractZip } from './data/unzip.ts';
 import { UsageError } from './errors.ts';
 import { finetuneHome } from './paths.ts';
@@ -32,7 +32,12 @@ export async function pullDataset(name: string, opts: { dir?: string; onProgress
   if (await stat(dest).catch(() => null)) throw new UsageError(`${dest} already exists: remove it or choose another --dir`);
   const zip = path.join(finetuneHome(), 'downloads', entry.file);
   await mkdir(path.dirname(zip), { recursive: true });
-  await download(sourceUrl(entry), zip, { onProgress: opts.onProgress, signal: opts.signal, offline: opts.offline ?? offlineByEnv() });
+  try {
+    await download(sourceUrl(entry), zip, { onProgress: opts.onProgress, signal: opts.signal, offline: opts.offline ?? offlineByEnv() });
+  } catch (err) {
+    if (!(err instanceof OfflineError)) throw err;
+    throw new OfflineError(`${err.message}; or lay the images out by hand as ${entry.layout.replace('DIR', opts.dir ?? 'data')}`);
+  }
   // The fast.ai archive holds one top folder (dogscats/); its contents become DIR/<name>.
   const { files, bytes } = await extractZip(zip, dest, { onProgress: opts.onProgress, signal: opts.signal, stripComponents: 1 });
   return { name, path: dest, files, bytes };
