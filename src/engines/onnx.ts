@@ -75,7 +75,9 @@ class OnnxWorker {
   }
 
   static async start(bytes: Uint8Array, options: InferenceSession.SessionOptions): Promise<OnnxWorker> {
-    const worker = new Worker(path.join(packageRoot(), 'src', 'engines', 'onnx-session-worker.mjs'));
+    // onnxruntime's graph optimiser recurses deeply on some graphs (Darknet's): a worker's
+    // default 4 MB stack overflowed with a long command line (300 paths), so give it room.
+    const worker = new Worker(path.join(packageRoot(), 'src', 'engines', 'onnx-session-worker.mjs'), { resourceLimits: { stackSizeMb: 64 } });
     const ready = new Promise<void>((resolve, reject) => {
       const onMessage = (reply: Reply) => {
         if (reply.type === 'ready') resolve();

@@ -11,13 +11,8 @@ export interface ReportImage {
   thumbnail: string;
 }
 
-export interface EpochRecord {
-  epoch: number;
-  loss: number;
-  accuracy: number;
-  valLoss?: number;
-  valAccuracy?: number;
-}
+export type { EpochRecord } from '../head/train.ts';
+import type { EpochRecord } from '../head/train.ts';
 
 export interface ReportInput {
   title: string;
