@@ -56,3 +56,32 @@ test('dogscats slice with darknet-tiny: validation accuracy ≥ 85%', { timeout:
     result.head.dispose();
   }
 });
+
+test('predict on the onnx engine with a command line of 300 photos (≈ 30 KB) answers every one', { timeout: 120_000 }, async (t) => {
+  if (!existsSync(DOGSCATS) || !existsSync(path.join(DARKNET, 'model.json'))) {
+    t.skip(`${SHARED} (real photos and backbones) is absent; nothing to measure`);
+    return;
+  }
+  const { saveModel } = await import('../src/model-io.ts');
+  const { spawnSync } = await import('node:child_process');
+  const work = await mkdtemp(path.join(os.tmpdir(), 'finetune-argv-'));
+  try {
+    const data = path.join(work, 'dogscats');
+    await sliceOfDogscats(data);
+    const result = await train(data, { backbone: DARKNET, cacheDir: false, epochs: 2 });
+    const model = path.join(work, 'model');
+    await saveModel(model, result, { remember: false });
+    result.head.dispose();
+    const photos = (await readdir(path.join(DOGSCATS, 'train', 'cats'))).sort().slice(0, 300).map((f) => path.join(DOGSCATS, 'train', 'cats', f));
+    // A deep recursion in onnxruntime's graph optimiser once overflowed the worker's stack when argv was long.
+    const run = spawnSync(process.execPath, [path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'finetune.js'), 'predict', '--model', model, '--no-cache', '-q', ...photos], {
+      encoding: 'utf8',
+      cwd: path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'),
+      env: { ...process.env, FINETUNE_HOME: work, CI: '1' },
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout.trim().split('\n').length, 300);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});
