@@ -12,7 +12,8 @@ import { UsageError } from './errors.ts';
 import { extractFeatures, type ExtractResult } from './features/extract.ts';
 import { openFeatureStore, type CacheOptions } from './features/store.ts';
 import type { EpochRecord, FeatureSet } from './head/train.ts';
-import { trainHead } from './head/train.ts';
+import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from './head/train.ts';
+import { buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
 import type { OnProgress } from './progress.ts';
 import { packageVersions } from './versions.ts';
 import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
@@ -44,6 +45,12 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' 
   augment?: Augment[];
   /** Fit a softmax temperature on the validation split (stored in the bundle, used by predict). */
   calibrate?: boolean;
+  /** After the head converges, also train the backbone's last N layers that have weights. */
+  fineTune?: number;
+  /** The same counted in VGG blocks (block5 first). */
+  fineTuneBlocks?: number;
+  /** Learning rate while fine-tuning (default lr/10). */
+  fineTuneLr?: number;
   onProgress?: OnProgress;
   signal?: AbortSignal;
 }
@@ -102,6 +109,46 @@ export function backboneParts(o: TrainOptions): (BackboneChoice & { backbone: st
     preprocess: listAt(o.preprocess, i),
     inputSize: listAt(o.inputSize as readonly [number, number] | undefined, i, isSizeList),
   }));
+}
+
+/**
+ * Head first on the frozen pooled features (the unfrozen layers run once over the cached
+ * maps), then the unfrozen layers and the head together at a lower rate; the second stage
+ * is kept only if it beats the first on the monitored loss.
+ */
+async function fineTune(
+  plan: FineTunePlan,
+  maps: FeatureSet,
+  valid: FeatureSet | undefined,
+  classes: number,
+  opts: HeadTrainingOptions & { pooling: Pooling; fineTuneLr: number; onProgress?: OnProgress },
+): Promise<HeadTrainingResult> {
+  const mapSize = maps.dim;
+  const prefix = buildFineTuneModel(plan, opts.pooling);
+  const pooled = (set: FeatureSet): FeatureSet => ({ ...set, ...frozenFeatures(prefix, set.x, set.n, mapSize) });
+  let head: HeadTrainingResult;
+  try {
+    head = await trainHead(pooled(maps), valid && pooled(valid), classes, opts);
+  } finally {
+    prefix.dispose();
+  }
+  const joint = buildFineTuneModel(plan, opts.pooling, head.model);
+  const unfrozen = plan.layers.filter((l) => l.trainableWeights.length > 0).map((l) => l.name);
+  opts.onProgress?.({ status: 'done', task: 'train', message: `head converged (best epoch ${head.bestEpoch})` });
+  opts.onProgress?.({ status: 'initiate', task: 'train', message: `fine-tuning ${unfrozen.join(', ')} with the head at lr ${opts.fineTuneLr}`, total: head.history.length + opts.epochs, unit: 'epochs' });
+  try {
+    const tuned = await fitModel(joint, maps, valid, classes, { ...opts, lr: opts.fineTuneLr, firstEpoch: head.history.length + 1 });
+    const history = [...head.history, ...tuned.history];
+    if (tuned.bestLoss < head.bestLoss) return { model: joint, history, bestEpoch: tuned.bestEpoch, bestLoss: tuned.bestLoss };
+    // Fine-tuning did not help: the joint model with the first stage's weights.
+    joint.dispose();
+    return { model: buildFineTuneModel(plan, opts.pooling, head.model), history, bestEpoch: head.bestEpoch, bestLoss: head.bestLoss };
+  } catch (err) {
+    joint.dispose();
+    throw err;
+  } finally {
+    head.model.dispose();
+  }
 }
 
 function appendRows(a: FeatureSet, b: FeatureSet): FeatureSet {
@@ -183,7 +230,21 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid` });
   for (const message of dataset.warnings) onProgress?.({ status: 'warn', task: 'dataset', message });
 
-  const source = await openFusedSource(backboneParts(o), o, onProgress);
+  const parts = backboneParts(o);
+  const fineTuning = (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
+  let plan: FineTunePlan | undefined;
+  let planOwner: Backbone | undefined;
+  if (fineTuning) {
+    if (parts.length > 1) throw new UsageError('--fine-tune works with one backbone, not fused ones');
+    // The frozen part ends at the cut: that is the layer whose output is extracted and cached.
+    planOwner = await loadBackbone(parts[0].backbone, { ...parts[0], onProgress });
+    plan = planFineTune(planOwner.model, planOwner.layer, { layers: o.fineTune, blocks: o.fineTuneBlocks });
+    parts[0] = { ...parts[0], layer: plan.cutLayer, pooling: 'flatten' };
+  }
+  const source = await openFusedSource(parts, o, onProgress).catch((err) => {
+    planOwner?.model.dispose();
+    throw err;
+  });
   try {
     const paths = [...dataset.train, ...dataset.valid].map((s) => s.path);
     const extracted = await source.extract(paths, { onProgress, signal: o.signal });
@@ -202,7 +263,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
 
     const started = performance.now();
     onProgress?.({ status: 'initiate', task: 'train', message: `training the head on ${trainSet.n} images`, total: o.epochs, unit: 'epochs' });
-    const trained = await trainHead(trainSet, validSet.n > 0 ? validSet : undefined, dataset.classes.length, {
+    const headOptions = {
       hidden: o.hidden,
       dropout: o.dropout,
       seed: o.seed,
@@ -212,8 +273,12 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       patience: o.patience,
       classWeights: weights,
       signal: o.signal,
-      onEpoch: (record, total) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record } }),
-    });
+      onEpoch: (record: EpochRecord, total: number) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record } }),
+    };
+    const valid = validSet.n > 0 ? validSet : undefined;
+    const trained = plan
+      ? await fineTune(plan, trainSet, valid, dataset.classes.length, { ...headOptions, pooling: o.pooling, fineTuneLr: o.fineTuneLr ?? o.lr / 10, onProgress })
+      : await trainHead(trainSet, valid, dataset.classes.length, headOptions);
     const trainSeconds = (performance.now() - started) / 1000;
     const calibration = o.calibrate && validSet.n >= MIN_CALIBRATION_IMAGES ? calibrate(trained.model, validSet) : { temperature: 1, valLoss: undefined };
     const best = trained.history[trained.bestEpoch - 1] ?? trained.history[trained.history.length - 1];
@@ -238,6 +303,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         dropout: o.dropout,
         augment: o.augment,
         calibrate: o.calibrate,
+        fineTune: plan ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? o.lr / 10, pooling: o.pooling } : null,
         lr: o.lr,
         epochs: o.epochs,
         batchSize: o.batchSize,
@@ -276,5 +342,6 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
     };
   } finally {
     await source.close();
+    planOwner?.model.dispose();
   }
 }

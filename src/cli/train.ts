@@ -13,6 +13,9 @@ interface TrainFlags extends EngineFlags {
   inputSize?: string;
   augment?: string;
   calibrate: boolean;
+  fineTune?: number;
+  fineTuneBlocks?: number;
+  fineTuneLr?: number;
   pooling: 'avg' | 'max' | 'flatten';
   resize: 'squash' | 'crop';
   layout?: 'fastai' | 'folders' | 'kaggle';
@@ -93,6 +96,9 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (best weights kept)', int('--patience'), defaults.patience)
     .addOption(new Option('--class-weight <mode>', 'loss weights per class (auto: balanced when the largest class is > 1.5× the smallest)').choices(['auto', 'balanced', 'none']).default(defaults.classWeight))
     .option('--augment <list>', 'also train on variants of each training image (features cached per variant): flip')
+    .option('--fine-tune <n>', "after the head converges, also train the backbone's last n layers with weights (tfjs engine)", int('--fine-tune'))
+    .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', int('--fine-tune-blocks'))
+    .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', float('--fine-tune-lr'))
     .option('--no-calibrate', 'do not fit a softmax temperature on the validation split')
     .option('--out <dir>', 'model folder to write (default: models/<name of the data folder>)')
     .option('--json', 'print one JSON object with the result instead of text')
@@ -111,6 +117,9 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
         inputSize: perBackbone(flags.inputSize, parseSize),
         augment: flags.augment ? (list(flags.augment).map(checkAugment) as ('flip')[]) : undefined,
         calibrate: flags.calibrate,
+        fineTune: flags.fineTune,
+        fineTuneBlocks: flags.fineTuneBlocks,
+        fineTuneLr: flags.fineTuneLr,
         pooling: flags.pooling,
         resize: flags.resize,
         layout: flags.layout,

@@ -20,15 +20,19 @@ export function buildHead(inputDim: number, classes: number, opts: HeadOptions):
   return model;
 }
 
+/** Makes a dropout mask (already scaled by 1/(1−rate)) for `rows` × `units` activations. */
+export type DropoutMasks = (rows: number, units: number) => tf.Tensor2D;
+
 /**
- * Forward pass with an explicit dropout mask (already scaled by 1/(1−rate)), so training is
- * repeatable from a seed; without a mask dropout is the identity, as at inference.
+ * Forward pass with explicit dropout masks from a seeded generator, so training is
+ * repeatable; without masks dropout is the identity, as at inference. Batch normalisation
+ * runs in inference mode (layer.apply without `training`).
  */
-export function forward(model: tf.Sequential, x: tf.Tensor2D, dropoutMask?: tf.Tensor2D): tf.Tensor2D {
+export function forward(model: tf.Sequential, x: tf.Tensor2D, dropoutMasks?: DropoutMasks): tf.Tensor2D {
   let h: tf.Tensor = x;
   for (const layer of model.layers) {
     if (layer.getClassName() === 'Dropout') {
-      if (dropoutMask) h = tf.mul(h, dropoutMask);
+      if (dropoutMasks) h = tf.mul(h, dropoutMasks(h.shape[0], h.shape[1]!));
       continue;
     }
     h = layer.apply(h) as tf.Tensor;

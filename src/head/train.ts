@@ -39,6 +39,8 @@ export interface HeadTrainingResult {
   history: EpochRecord[];
   /** Epoch (1-based) whose weights were kept. */
   bestEpoch: number;
+  /** Its monitored loss (validation loss, or training loss without a validation set). */
+  bestLoss: number;
 }
 
 const EPS = 1e-7;
@@ -118,32 +120,57 @@ export function evaluateHead(model: tf.Sequential, data: FeatureSet, mean: Float
  * weights restored. The returned head takes raw features (standardisation folded in).
  */
 export async function trainHead(train: FeatureSet, valid: FeatureSet | undefined, classes: number, opts: HeadTrainingOptions): Promise<HeadTrainingResult> {
-  const rng = createRng(opts.seed);
   const { mean, std } = featureMoments(train);
   const model = buildHead(train.dim, classes, opts);
+  try {
+    const fitted = await fitModel(model, train, valid, classes, { ...opts, mean, std });
+    foldStandardization(model, mean, std);
+    return fitted;
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+}
+
+export interface FitOptions extends Omit<HeadTrainingOptions, 'hidden'> {
+  /** Standardisation applied to each batch (identity when absent). */
+  mean?: Float32Array;
+  std?: Float32Array;
+  /** First epoch number reported (a second training stage continues the count). */
+  firstEpoch?: number;
+}
+
+/**
+ * The training loop shared by the head and by fine-tuning: any Sequential model whose last
+ * layer is a softmax, trained in place; the best epoch's weights are restored at the end.
+ */
+export async function fitModel(model: tf.Sequential, train: FeatureSet, valid: FeatureSet | undefined, classes: number, opts: FitOptions): Promise<HeadTrainingResult> {
+  const rng = createRng(opts.seed);
+  const mean = opts.mean ?? new Float32Array(train.dim);
+  const std = opts.std ?? new Float32Array(train.dim).fill(1);
   const optimizer = tf.train.adam(opts.lr);
   const weights = tf.tensor1d(opts.classWeights ?? new Array(classes).fill(1));
   const trainable = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const history: EpochRecord[] = [];
+  const first = opts.firstEpoch ?? 1;
   let best = { loss: Infinity, epoch: 0, values: model.getWeights().map((w) => w.dataSync().slice()) };
   let sinceBest = 0;
   const order = Array.from({ length: train.n }, (_, i) => i);
   try {
-    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+    for (let epoch = first; epoch < first + opts.epochs; epoch++) {
       shuffleInPlace(order, rng);
       let lossSum = 0;
       let correct = 0;
       for (let start = 0; start < train.n; start += opts.batchSize) {
         if (opts.signal?.aborted) throw new InterruptedError();
         const indices = order.slice(start, start + opts.batchSize);
-        const mask = opts.hidden > 0 && opts.dropout > 0 ? dropoutMask(indices.length, opts.hidden, opts.dropout, rng) : undefined;
         const [l, c] = tf.tidy(() => {
           const xb = batchTensor(train, indices, mean, std);
           const yb = tf.tensor1d(indices.map((i) => train.y[i]), 'int32');
           let hits: tf.Scalar | undefined;
           const cost = optimizer.minimize(
             () => {
-              const probs = forward(model, xb, mask);
+              const probs = forward(model, xb, opts.dropout > 0 ? (rows, units) => dropoutMask(rows, units, opts.dropout, rng) : undefined);
               // Tensors made inside minimize are freed with its gradients; keep the hit count.
               hits = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), yb), 'float32'))) as tf.Scalar;
               return weightedLoss(probs, yb, classes, weights);
@@ -155,11 +182,10 @@ export async function trainHead(train: FeatureSet, valid: FeatureSet | undefined
           hits!.dispose();
           return result;
         });
-        mask?.dispose();
         lossSum += l;
         correct += c;
         // Let a pending SIGINT be seen between batches.
-        if (start % (opts.batchSize * 16) === 0) await new Promise((r) => setImmediate(r));
+        await new Promise((r) => setImmediate(r));
       }
       const record: EpochRecord = { epoch, loss: lossSum / train.n, accuracy: correct / train.n };
       if (valid && valid.n > 0) {
@@ -168,7 +194,7 @@ export async function trainHead(train: FeatureSet, valid: FeatureSet | undefined
         record.valAccuracy = v.accuracy;
       }
       history.push(record);
-      opts.onEpoch?.(record, opts.epochs);
+      opts.onEpoch?.(record, first + opts.epochs - 1);
       const monitored = record.valLoss ?? record.loss;
       if (monitored < best.loss) {
         best = { loss: monitored, epoch, values: model.getWeights().map((w) => w.dataSync().slice()) };
@@ -180,11 +206,7 @@ export async function trainHead(train: FeatureSet, valid: FeatureSet | undefined
     const restored = model.getWeights().map((w, i) => tf.tensor(best.values[i], w.shape));
     model.setWeights(restored);
     tf.dispose(restored);
-    foldStandardization(model, mean, std);
-    return { model, history, bestEpoch: best.epoch };
-  } catch (err) {
-    model.dispose();
-    throw err;
+    return { model, history, bestEpoch: best.epoch, bestLoss: best.loss };
   } finally {
     optimizer.dispose();
     weights.dispose();

@@ -1,0 +1,102 @@
+import * as tf from '../tf.ts';
+import { UsageError } from '../errors.ts';
+import type { Pooling } from '../engines/types.ts';
+
+/**
+ * Fine-tuning: the last N layers of the backbone that have weights are trained with the head.
+ * Everything before them is frozen and runs once: its output (the "cut") is what the feature
+ * cache stores, so the saved head starts at the cut and carries the unfrozen layers.
+ */
+export interface FineTunePlan {
+  /** The frozen part ends here; its output feeds the first unfrozen layer. */
+  cutLayer: string;
+  /** Unfrozen layers in order, from after the cut up to the feature layer. */
+  layers: tf.layers.Layer[];
+  /** Output shape of the cut layer without the batch: [h, w, c]. */
+  mapShape: number[];
+}
+
+function inbound(layer: tf.layers.Layer): tf.layers.Layer[] {
+  return layer.inboundNodes[0]?.inboundLayers ?? [];
+}
+
+export function planFineTune(model: tf.LayersModel, featureLayer: string, opts: { layers?: number; blocks?: number }): FineTunePlan {
+  const chain: tf.layers.Layer[] = [];
+  let layer: tf.layers.Layer | undefined = model.getLayer(featureLayer);
+  const wanted = opts.blocks !== undefined ? blockLayerCount(model, featureLayer, opts.blocks) : (opts.layers ?? 0);
+  let weighted = 0;
+  while (layer && weighted < wanted) {
+    const parents = inbound(layer);
+    if (parents.length !== 1) {
+      throw new UsageError(`--fine-tune ${wanted}: layer ${layer.name} (${layer.getClassName()}) joins several branches; fine-tuning needs a chain of layers, so choose fewer layers`);
+    }
+    chain.unshift(layer);
+    if (layer.trainableWeights.length > 0) weighted++;
+    layer = parents[0];
+  }
+  if (!layer || layer.getClassName() === 'InputLayer' || weighted < wanted) {
+    throw new UsageError(`--fine-tune ${wanted}: the backbone has only ${weighted} layers with weights before ${featureLayer}`);
+  }
+  const shape = layer.outputShape as (number | null)[];
+  if (shape.length !== 4) throw new UsageError(`--fine-tune: the cut at ${layer.name} is not an image feature map (shape [${shape.join(', ')}])`);
+  return { cutLayer: layer.name, layers: chain, mapShape: shape.slice(1) as number[] };
+}
+
+/** VGG-style names (block5_conv3): the layers with weights in the last K blocks up to the feature layer. */
+function blockLayerCount(model: tf.LayersModel, featureLayer: string, blocks: number): number {
+  const upTo = model.layers.slice(0, model.layers.findIndex((l) => l.name === featureLayer) + 1);
+  const numbers = upTo.map((l) => /^block(\d+)_/.exec(l.name)?.[1]).filter((b): b is string => b !== undefined).map(Number);
+  if (numbers.length === 0) throw new UsageError('--fine-tune-blocks needs a network with blockN_ layer names (VGG); use --fine-tune N');
+  const last = Math.max(...numbers);
+  return upTo.filter((l) => l.trainableWeights.length > 0 && Number(/^block(\d+)_/.exec(l.name)?.[1]) > last - blocks).length;
+}
+
+/** A new layer of the same class and configuration (weights copied separately). */
+function cloneLayer(layer: tf.layers.Layer): tf.layers.Layer {
+  const config = { ...layer.getConfig() };
+  delete config.batchInputShape;
+  delete config.inputShape;
+  const Ctor = layer.constructor as new (config: unknown) => tf.layers.Layer;
+  return new Ctor(config);
+}
+
+function poolingLayer(pooling: Pooling): tf.layers.Layer {
+  if (pooling === 'avg') return tf.layers.globalAveragePooling2d({ name: 'finetune_pool' });
+  if (pooling === 'max') return tf.layers.globalMaxPooling2d({ name: 'finetune_pool' });
+  return tf.layers.flatten({ name: 'finetune_pool' });
+}
+
+/**
+ * Flattened cut maps → reshape → copies of the unfrozen layers (with their weights) → pooling,
+ * followed by `head`'s layers when given: a Sequential the training loop and the bundle take as is.
+ */
+export function buildFineTuneModel(plan: FineTunePlan, pooling: Pooling, head?: tf.Sequential): tf.Sequential {
+  const model = tf.sequential({ name: 'finetune_head' });
+  model.add(tf.layers.reshape({ targetShape: plan.mapShape, inputShape: [plan.mapShape.reduce((a, b) => a * b, 1)], name: 'finetune_map' }));
+  const copies = plan.layers.map((layer) => {
+    const copy = cloneLayer(layer);
+    model.add(copy);
+    return [copy, layer] as const;
+  });
+  model.add(poolingLayer(pooling));
+  const headCopies = (head?.layers ?? []).map((layer) => {
+    const copy = cloneLayer(layer);
+    model.add(copy);
+    return [copy, layer] as const;
+  });
+  for (const [copy, original] of [...copies, ...headCopies]) copy.setWeights(original.getWeights());
+  return model;
+}
+
+/** Pooled outputs of the (still frozen) unfrozen layers over cached maps, batch by batch. */
+export function frozenFeatures(prefix: tf.Sequential, maps: Float32Array, n: number, mapSize: number, batchSize = 32): { x: Float32Array; dim: number } {
+  const dim = (prefix.outputs[0].shape as number[])[1];
+  const x = new Float32Array(n * dim);
+  for (let start = 0; start < n; start += batchSize) {
+    const rows = Math.min(batchSize, n - start);
+    const out = tf.tidy(() => prefix.predict(tf.tensor2d(maps.subarray(start * mapSize, (start + rows) * mapSize), [rows, mapSize])) as tf.Tensor);
+    x.set(out.dataSync(), start * dim);
+    out.dispose();
+  }
+  return { x, dim };
+}
