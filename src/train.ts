@@ -237,8 +237,14 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   if (fineTuning) {
     if (parts.length > 1) throw new UsageError('--fine-tune works with one backbone, not fused ones');
     // The frozen part ends at the cut: that is the layer whose output is extracted and cached.
+    const backend = await initBackend(o.backend);
     planOwner = await loadBackbone(parts[0].backbone, { ...parts[0], onProgress });
-    plan = planFineTune(planOwner.model, planOwner.layer, { layers: o.fineTune, blocks: o.fineTuneBlocks });
+    try {
+      plan = planFineTune(planOwner.model, planOwner.layer, { layers: o.fineTune, blocks: o.fineTuneBlocks, backend });
+    } catch (err) {
+      planOwner.model.dispose();
+      throw err;
+    }
     parts[0] = { ...parts[0], layer: plan.cutLayer, pooling: 'flatten' };
   }
   const source = await openFusedSource(parts, o, onProgress).catch((err) => {

@@ -20,13 +20,17 @@ function inbound(layer: tf.layers.Layer): tf.layers.Layer[] {
   return layer.inboundNodes[0]?.inboundLayers ?? [];
 }
 
-export function planFineTune(model: tf.LayersModel, featureLayer: string, opts: { layers?: number; blocks?: number }): FineTunePlan {
+/** Layer kinds whose gradients tfjs's wasm backend lacks. */
+const NEEDS_NATIVE_GRADIENTS = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'MaxPooling2D', 'AveragePooling2D']);
+
+export function planFineTune(model: tf.LayersModel, featureLayer: string, opts: { layers?: number; blocks?: number; backend?: string }): FineTunePlan {
   const chain: tf.layers.Layer[] = [];
   let layer: tf.layers.Layer | undefined = model.getLayer(featureLayer);
   const wanted = opts.blocks !== undefined ? blockLayerCount(model, featureLayer, opts.blocks) : (opts.layers ?? 0);
   let weighted = 0;
   while (layer && weighted < wanted) {
     const parents = inbound(layer);
+    if (parents.length === 0) break;
     if (parents.length !== 1) {
       throw new UsageError(`--fine-tune ${wanted}: layer ${layer.name} (${layer.getClassName()}) joins several branches; fine-tuning needs a chain of layers, so choose fewer layers`);
     }
@@ -35,7 +39,14 @@ export function planFineTune(model: tf.LayersModel, featureLayer: string, opts: 
     layer = parents[0];
   }
   if (!layer || layer.getClassName() === 'InputLayer' || weighted < wanted) {
-    throw new UsageError(`--fine-tune ${wanted}: the backbone has only ${weighted} layers with weights before ${featureLayer}`);
+    const available = model.layers.slice(0, model.layers.findIndex((l) => l.name === featureLayer) + 1).filter((l) => l.trainableWeights.length > 0).length;
+    throw new UsageError(`--fine-tune ${wanted}: ${featureLayer} is preceded by ${available} layers with weights, and one must stay frozen; fine-tune at most ${available - 1}`);
+  }
+  const blocked = chain.find((l) => NEEDS_NATIVE_GRADIENTS.has(l.getClassName()) && !isPointwise(l));
+  if (blocked && (opts.backend === 'wasm' || opts.backend === 'cpu')) {
+    throw new UsageError(
+      `--fine-tune: training ${blocked.name} (${blocked.getClassName()}) needs tfjs-node or tfjs-node-gpu (the ${opts.backend} backend has no gradient for it${opts.backend === 'cpu' ? ' fast enough' : ''}); install one, or fine-tune fewer layers`,
+    );
   }
   const shape = layer.outputShape as (number | null)[];
   if (shape.length !== 4) throw new UsageError(`--fine-tune: the cut at ${layer.name} is not an image feature map (shape [${shape.join(', ')}])`);
@@ -51,8 +62,29 @@ function blockLayerCount(model: tf.LayersModel, featureLayer: string, blocks: nu
   return upTo.filter((l) => l.trainableWeights.length > 0 && Number(/^block(\d+)_/.exec(l.name)?.[1]) > last - blocks).length;
 }
 
+interface ConvConfig {
+  kernelSize?: number[];
+  strides?: number[];
+  dilationRate?: number | number[];
+  filters?: number;
+  activation?: string;
+  useBias?: boolean;
+  name?: string;
+}
+
+/** A 1×1, stride-1 convolution is a Dense layer on the channel axis (and trains on wasm, which has no convolution gradients). */
+function isPointwise(layer: tf.layers.Layer): boolean {
+  if (layer.getClassName() !== 'Conv2D') return false;
+  const c = layer.getConfig() as ConvConfig;
+  return (c.kernelSize ?? []).every((k) => k === 1) && (c.strides ?? [1, 1]).every((st) => st === 1);
+}
+
 /** A new layer of the same class and configuration (weights copied separately). */
 function cloneLayer(layer: tf.layers.Layer): tf.layers.Layer {
+  if (isPointwise(layer)) {
+    const c = layer.getConfig() as ConvConfig;
+    return tf.layers.dense({ units: c.filters!, activation: c.activation as 'linear', useBias: c.useBias, name: c.name });
+  }
   const config = { ...layer.getConfig() };
   delete config.batchInputShape;
   delete config.inputShape;
@@ -84,7 +116,16 @@ export function buildFineTuneModel(plan: FineTunePlan, pooling: Pooling, head?: 
     model.add(copy);
     return [copy, layer] as const;
   });
-  for (const [copy, original] of [...copies, ...headCopies]) copy.setWeights(original.getWeights());
+  for (const [copy, original] of [...copies, ...headCopies]) {
+    if (!isPointwise(original)) {
+      copy.setWeights(original.getWeights());
+      continue;
+    }
+    const [kernel, ...rest] = original.getWeights();
+    const matrix = tf.reshape(kernel, [kernel.shape[2]!, kernel.shape[3]!]);
+    copy.setWeights([matrix, ...rest]);
+    matrix.dispose();
+  }
   return model;
 }
 
