@@ -12,7 +12,7 @@ export const TRAIN_DEFAULTS = Object.freeze({
   seed: 42,
   hidden: 256,
   dropout: 0.5,
-  lr: 1e-3,
+  lr: 1e-3 as number | 'auto',
   epochs: 10,
   batchSize: 32,
   patience: 3,

@@ -14,6 +14,7 @@ import { openFeatureStore, type CacheOptions } from './features/store.ts';
 import type { EpochRecord, FeatureSet } from './head/train.ts';
 import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from './head/train.ts';
 import { buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
+import { lrRangeTest, type LrRangeResult } from './head/lr-range.ts';
 import type { OnProgress } from './progress.ts';
 import { packageVersions } from './versions.ts';
 import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
@@ -36,7 +37,8 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' 
   seed?: number;
   hidden?: number;
   dropout?: number;
-  lr?: number;
+  /** Adam's rate; 'auto' picks it with the range test (findLearningRate). */
+  lr?: number | 'auto';
   epochs?: number;
   batchSize?: number;
   patience?: number;
@@ -213,22 +215,62 @@ function leakageWarnings(dataset: Dataset, result: ExtractResult): string[] {
   return warnings;
 }
 
+async function readDataset(dataDir: string, o: TrainOptions & typeof TRAIN_DEFAULTS): Promise<Dataset> {
+  o.onProgress?.({ status: 'initiate', task: 'dataset', message: `reading ${dataDir}` });
+  const dataset = await loadDataset(dataDir, { layout: o.layout, valSplit: o.valSplit, seed: o.seed });
+  o.onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid` });
+  for (const message of dataset.warnings) o.onProgress?.({ status: 'warn', task: 'dataset', message });
+  return dataset;
+}
+
+/** Features of the training (with augmented copies) and validation images, in rows. */
+async function featureSets(dataset: Dataset, source: FusedSource, o: TrainOptions & typeof TRAIN_DEFAULTS) {
+  const { onProgress, signal } = o;
+  const paths = [...dataset.train, ...dataset.valid].map((s) => s.path);
+  const extracted = await source.extract(paths, { onProgress, signal });
+  const warnings = [...dataset.warnings, ...leakageWarnings(dataset, extracted)];
+  for (const message of warnings.slice(dataset.warnings.length)) onProgress?.({ status: 'warn', task: 'dataset', message });
+  let trainSet = toFeatureSet(dataset.train, extracted, 0);
+  const trainImages = trainSet.n;
+  if (o.augment.includes('flip')) {
+    const mirrored = await source.extract(dataset.train.map((s) => s.path), { flip: true, onProgress, signal });
+    trainSet = appendRows(trainSet, toFeatureSet(dataset.train, mirrored, 0));
+  }
+  const validSet = toFeatureSet(dataset.valid, extracted, dataset.train.length);
+  if (new Set(trainSet.y).size < 2) throw new UsageError(`${dataset.root}: fewer than 2 classes have readable training images; nothing to learn`);
+  return { extracted, warnings, trainSet, trainImages, validSet };
+}
+
+/** `finetune lr-find`: the learning-rate range test on the training features (cached like any). */
+export async function findLearningRate(dataDir: string, options: TrainOptions = {}): Promise<LrRangeResult> {
+  const o = withDefaults(options);
+  const dataset = await readDataset(dataDir, o);
+  const source = await openFusedSource(backboneParts(o), o, o.onProgress);
+  try {
+    const { trainSet } = await featureSets(dataset, source, o);
+    return lrRangeTest(trainSet, dataset.classes.length, { hidden: o.hidden, dropout: o.dropout, seed: o.seed, batchSize: o.batchSize });
+  } finally {
+    await source.close();
+  }
+}
+
+function withDefaults(options: TrainOptions) {
+  return { ...TRAIN_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & TrainOptions;
+}
+
 /** Learns a head on frozen backbone features of a folder of images. Writes nothing: see saveModel. */
 export async function train(dataDir: string, options: TrainOptions = {}): Promise<TrainResult> {
-  const o = { ...TRAIN_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & TrainOptions;
+  const o = withDefaults(options);
   checkNumber('--epochs', o.epochs, (v) => Number.isInteger(v) && v >= 1, 'a whole number ≥ 1');
   checkNumber('--batch-size', o.batchSize, (v) => Number.isInteger(v) && v >= 1, 'a whole number ≥ 1');
   checkNumber('--hidden', o.hidden, (v) => Number.isInteger(v) && v >= 0, 'a whole number ≥ 0 (0 = linear head)');
   checkNumber('--dropout', o.dropout, (v) => v >= 0 && v < 1, 'at least 0 and below 1');
-  checkNumber('--lr', o.lr, (v) => v > 0, 'above 0');
+  if (o.lr !== 'auto') checkNumber('--lr', o.lr, (v) => v > 0, 'above 0 (or auto)');
   checkNumber('--patience', o.patience, (v) => Number.isInteger(v) && v >= 1, 'a whole number ≥ 1');
   checkNumber('--seed', o.seed, (v) => Number.isInteger(v), 'a whole number');
   const onProgress = o.onProgress;
 
-  onProgress?.({ status: 'initiate', task: 'dataset', message: `reading ${dataDir}` });
-  const dataset = await loadDataset(dataDir, { layout: o.layout, valSplit: o.valSplit, seed: o.seed });
-  onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid` });
-  for (const message of dataset.warnings) onProgress?.({ status: 'warn', task: 'dataset', message });
+  const dataset = await readDataset(dataDir, o);
 
   const parts = backboneParts(o);
   const fineTuning = (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
@@ -252,20 +294,16 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
     throw err;
   });
   try {
-    const paths = [...dataset.train, ...dataset.valid].map((s) => s.path);
-    const extracted = await source.extract(paths, { onProgress, signal: o.signal });
-    const warnings = [...dataset.warnings, ...leakageWarnings(dataset, extracted)];
-    for (const message of warnings.slice(dataset.warnings.length)) onProgress?.({ status: 'warn', task: 'dataset', message });
-    let trainSet = toFeatureSet(dataset.train, extracted, 0);
-    const trainImages = trainSet.n;
-    if (o.augment.includes('flip')) {
-      const mirrored = await source.extract(dataset.train.map((s) => s.path), { flip: true, onProgress, signal: o.signal });
-      trainSet = appendRows(trainSet, toFeatureSet(dataset.train, mirrored, 0));
-    }
-    const validSet = toFeatureSet(dataset.valid, extracted, dataset.train.length);
-    const present = new Set(trainSet.y);
-    if (present.size < 2) throw new UsageError(`${dataDir}: fewer than 2 classes have readable training images; nothing to learn`);
+    const { extracted, warnings, trainSet, trainImages, validSet } = await featureSets(dataset, source, o);
     const weights = classWeights(trainSet.y, dataset.classes.length, o.classWeight);
+    let lr = o.lr === 'auto' ? 0 : o.lr;
+    let lrFind: LrRangeResult | undefined;
+    if (o.lr === 'auto') {
+      if (plan) throw new UsageError('--lr auto works on frozen features; give --lr with --fine-tune');
+      lrFind = lrRangeTest(trainSet, dataset.classes.length, { hidden: o.hidden, dropout: o.dropout, seed: o.seed, batchSize: o.batchSize });
+      lr = lrFind.suggested;
+      onProgress?.({ status: 'done', task: 'lr-find', message: `learning rate ${lr.toPrecision(2)} (steepest descent of the range test; lowest loss at ${lrFind.minimum.toPrecision(2)})` });
+    }
 
     const started = performance.now();
     onProgress?.({ status: 'initiate', task: 'train', message: `training the head on ${trainSet.n} images`, total: o.epochs, unit: 'epochs' });
@@ -275,7 +313,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       seed: o.seed,
       epochs: o.epochs,
       batchSize: o.batchSize,
-      lr: o.lr,
+      lr,
       patience: o.patience,
       classWeights: weights,
       signal: o.signal,
@@ -283,7 +321,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
     };
     const valid = validSet.n > 0 ? validSet : undefined;
     const trained = plan
-      ? await fineTune(plan, trainSet, valid, dataset.classes.length, { ...headOptions, pooling: o.pooling, fineTuneLr: o.fineTuneLr ?? o.lr / 10, onProgress })
+      ? await fineTune(plan, trainSet, valid, dataset.classes.length, { ...headOptions, pooling: o.pooling, fineTuneLr: o.fineTuneLr ?? lr / 10, onProgress })
       : await trainHead(trainSet, valid, dataset.classes.length, headOptions);
     const trainSeconds = (performance.now() - started) / 1000;
     const calibration = o.calibrate && validSet.n >= MIN_CALIBRATION_IMAGES ? calibrate(trained.model, validSet) : { temperature: 1, valLoss: undefined };
@@ -309,8 +347,9 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         dropout: o.dropout,
         augment: o.augment,
         calibrate: o.calibrate,
-        fineTune: plan ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? o.lr / 10, pooling: o.pooling } : null,
-        lr: o.lr,
+        fineTune: plan ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? lr / 10, pooling: o.pooling } : null,
+        lr,
+        lrFind: lrFind ? { suggested: lrFind.suggested, minimum: lrFind.minimum } : null,
         epochs: o.epochs,
         batchSize: o.batchSize,
         patience: o.patience,

@@ -5,6 +5,7 @@ import { packageVersion } from '../package-root.ts';
 import { registerCache } from './cache.ts';
 import { registerData } from './data.ts';
 import { registerEvaluate } from './evaluate.ts';
+import { registerLrFind } from './lr-find.ts';
 import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
 import { registerTrain } from './train.ts';
@@ -29,6 +30,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerTrain(program, TRAIN_DEFAULTS);
   registerPredict(program, TRAIN_DEFAULTS);
   registerEvaluate(program, TRAIN_DEFAULTS);
+  registerLrFind(program, TRAIN_DEFAULTS);
   registerCache(program);
   registerModels(program);
   registerData(program);

@@ -5,7 +5,7 @@ import { addCacheOptions, addEngineOptions, engineOptions, float, int, type Engi
 import { formatPercent, printInfo, printJson, printResult, printWarning } from './output.ts';
 import { runCommand } from './run.ts';
 
-interface TrainFlags extends EngineFlags {
+export interface TrainFlags extends EngineFlags {
   backbone: string[];
   weights?: string;
   layer?: string;
@@ -23,7 +23,7 @@ interface TrainFlags extends EngineFlags {
   seed: number;
   hidden: number;
   dropout: number;
-  lr: number;
+  lr: number | 'auto';
   epochs: number;
   batchSize: number;
   patience: number;
@@ -63,17 +63,18 @@ function parseSize(text: string): readonly [number, number] {
   return [h, w];
 }
 
+function parseLr(value: string): number | 'auto' {
+  return value === 'auto' ? 'auto' : float('--lr')(value);
+}
+
 function checkAugment(name: string): string {
   if (name !== 'flip') throw new UsageError(`--augment ${name}: the variants available are: flip`);
   return name;
 }
 
-/** The defaults shown in help are the library's own (TRAIN_DEFAULTS), read without loading tfjs. */
-export function registerTrain(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
-  const cmd = program
-    .command('train')
-    .description('learn a classifier from folders of images: frozen backbone features → a small dense head')
-    .argument('<data>', 'data folder: DATA/train/<class>/ + DATA/valid/<class>/, DATA/<class>/, or Kaggle-style DATA/train/cat.1.jpg')
+/** The flags of train (also taken by lr-find): data, backbone, head, engine, cache. */
+export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
+  cmd
     .addOption(
       new Option('--backbone <name|path>', 'registry name (see `finetune models list`), a tfjs model folder or a Keras .h5 file; several (A,B or repeated) fuse their features')
         .argParser(collect)
@@ -90,7 +91,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
     .option('--seed <n>', 'seed of the split, initialisation, shuffling and dropout', int('--seed'), defaults.seed)
     .option('--hidden <units>', 'hidden units of the head (0 = linear head)', int('--hidden'), defaults.hidden)
     .option('--dropout <rate>', 'dropout after the hidden layer', float('--dropout'), defaults.dropout)
-    .option('--lr <rate>', 'Adam learning rate', float('--lr'), defaults.lr)
+    .option('--lr <rate>', 'Adam learning rate, or auto (the range test of `finetune lr-find`)', parseLr, defaults.lr)
     .option('--epochs <n>', 'most epochs of head training', int('--epochs'), defaults.epochs)
     .option('--batch-size <n>', 'head training batch size', int('--batch-size'), defaults.batchSize)
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (best weights kept)', int('--patience'), defaults.patience)
@@ -99,39 +100,57 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
     .option('--fine-tune <n>', "after the head converges, also train the backbone's last n layers with weights (tfjs engine)", int('--fine-tune'))
     .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', int('--fine-tune-blocks'))
     .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', float('--fine-tune-lr'))
-    .option('--no-calibrate', 'do not fit a softmax temperature on the validation split')
+    .option('--no-calibrate', 'do not fit a softmax temperature on the validation split');
+  addEngineOptions(cmd, defaults);
+  return addCacheOptions(cmd);
+}
+
+/** One function from parsed flags to the library's options (STYLE 8). */
+export function trainOptions(flags: TrainFlags, defaults: Defaults) {
+  return {
+    backbone: flags.backbone.length > 0 ? flags.backbone : defaults.backbone,
+    weights: flags.weights,
+    layer: perBackbone(flags.layer),
+    preprocess: perBackbone(flags.preprocess, checkPreprocess),
+    inputSize: perBackbone(flags.inputSize, parseSize),
+    augment: flags.augment ? (list(flags.augment).map(checkAugment) as ('flip')[]) : undefined,
+    calibrate: flags.calibrate,
+    fineTune: flags.fineTune,
+    fineTuneBlocks: flags.fineTuneBlocks,
+    fineTuneLr: flags.fineTuneLr,
+    pooling: flags.pooling,
+    resize: flags.resize,
+    layout: flags.layout,
+    valSplit: flags.valSplit,
+    seed: flags.seed,
+    hidden: flags.hidden,
+    dropout: flags.dropout,
+    lr: flags.lr,
+    epochs: flags.epochs,
+    batchSize: flags.batchSize,
+    patience: flags.patience,
+    classWeight: flags.classWeight,
+  };
+}
+
+type Defaults = typeof import('../defaults.ts').TRAIN_DEFAULTS;
+
+/** The defaults shown in help are the library's own (TRAIN_DEFAULTS), read without loading tfjs. */
+export function registerTrain(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
+  const cmd = program
+    .command('train')
+    .description('learn a classifier from folders of images: frozen backbone features → a small dense head')
+    .argument('<data>', 'data folder: DATA/train/<class>/ + DATA/valid/<class>/, DATA/<class>/, or Kaggle-style DATA/train/cat.1.jpg')
     .option('--out <dir>', 'model folder to write (default: models/<name of the data folder>)')
     .option('--json', 'print one JSON object with the result instead of text')
     .option('-q, --quiet', 'no progress output');
-  addEngineOptions(cmd, defaults);
-  addCacheOptions(cmd);
+  addTrainOptions(cmd, defaults);
   cmd.action((data: string, flags: TrainFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
       const [{ train }, { saveModel }] = await Promise.all([import('../train.ts'), import('../model-io.ts')]);
       const outDir = flags.out ?? path.join('models', path.basename(path.resolve(data)));
       const result = await train(data, {
-        backbone: flags.backbone.length > 0 ? flags.backbone : defaults.backbone,
-        weights: flags.weights,
-        layer: perBackbone(flags.layer),
-        preprocess: perBackbone(flags.preprocess, checkPreprocess),
-        inputSize: perBackbone(flags.inputSize, parseSize),
-        augment: flags.augment ? (list(flags.augment).map(checkAugment) as ('flip')[]) : undefined,
-        calibrate: flags.calibrate,
-        fineTune: flags.fineTune,
-        fineTuneBlocks: flags.fineTuneBlocks,
-        fineTuneLr: flags.fineTuneLr,
-        pooling: flags.pooling,
-        resize: flags.resize,
-        layout: flags.layout,
-        valSplit: flags.valSplit,
-        seed: flags.seed,
-        hidden: flags.hidden,
-        dropout: flags.dropout,
-        lr: flags.lr,
-        epochs: flags.epochs,
-        batchSize: flags.batchSize,
-        patience: flags.patience,
-        classWeight: flags.classWeight,
+        ...trainOptions(flags, defaults),
         ...engineOptions(flags),
         onProgress: progress,
         signal,
