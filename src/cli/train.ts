@@ -29,6 +29,7 @@ export interface TrainFlags extends EngineFlags {
   patience: number;
   classWeight: 'auto' | 'balanced' | 'none';
   out?: string;
+  report?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -142,6 +143,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
     .description('learn a classifier from folders of images: frozen backbone features → a small dense head')
     .argument('<data>', 'data folder: DATA/train/<class>/ + DATA/valid/<class>/, DATA/<class>/, or Kaggle-style DATA/train/cat.1.jpg')
     .option('--out <dir>', 'model folder to write (default: models/<name of the data folder>)')
+    .option('--report <file.html>', 'after training, write the HTML report of the validation split (as evaluate --report)')
     .option('--json', 'print one JSON object with the result instead of text')
     .option('-q, --quiet', 'no progress output');
   addTrainOptions(cmd, defaults);
@@ -157,6 +159,17 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
       });
       await saveModel(outDir, result);
       result.head.dispose();
+      if (flags.report) {
+        const [{ loadModel }, { evaluate }, { writeReport }] = await Promise.all([import('../predict.ts'), import('../evaluate.ts'), import('../report-file.ts')]);
+        const model = await loadModel(outDir);
+        try {
+          const scored = await evaluate(model, data, { ...engineOptions(flags), split: result.counts.valid > 0 ? 'valid' : 'train', signal });
+          await writeReport(flags.report, model, scored);
+        } finally {
+          model.head.dispose();
+        }
+        printInfo(out, `report: ${flags.report}`);
+      }
       const m = result.manifest.metrics;
       if (flags.json) {
         printJson({
@@ -171,6 +184,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
           backend: result.backend,
           skipped: result.skipped,
           warnings: result.warnings,
+          report: flags.report ?? null,
         });
       } else {
         printResult(`model     ${outDir}`);
