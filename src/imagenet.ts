@@ -24,12 +24,16 @@ export interface ImagenetOptions extends EngineSettings, CacheOptions {
   signal?: AbortSignal;
 }
 
-/** Keras's {"0": ["n01440764", "tench"], …} or a plain array of 1000 names. */
+/** Keras's {"0": ["n01440764", "tench"], …} or a plain array of names (index = class). */
 function parseClassNames(json: unknown): string[] | undefined {
-  if (Array.isArray(json) && json.length === 1000) return json.map(String);
+  if (Array.isArray(json) && json.length > 0) return json.map(String);
   if (json && typeof json === 'object') {
-    const entries = json as Record<string, [string, string]>;
-    if (Object.keys(entries).length === 1000) return Array.from({ length: 1000 }, (_, i) => entries[String(i)]?.[1] ?? `class ${i}`);
+    const entries = json as Record<string, [string, string] | string>;
+    const count = Math.max(-1, ...Object.keys(entries).map(Number).filter(Number.isInteger)) + 1;
+    if (count > 0) return Array.from({ length: count }, (_, i) => {
+      const entry = entries[String(i)];
+      return Array.isArray(entry) ? entry[1] : (entry ?? `class ${i}`);
+    });
   }
   return undefined;
 }

@@ -109,6 +109,9 @@ export async function importModel(source: string, opts: { name?: string } = {}):
   const info = await stat(source).catch(() => null);
   if (!info) throw new UsageError(`${source} does not exist`);
   const base = path.basename(source);
+  if (!info.isDirectory() && !/\.(h5|hdf5|keras)$/i.test(base)) {
+    throw new UsageError(`models import ${source}: expected a tfjs model folder (model.json) or a Keras .h5/.hdf5/.keras file`);
+  }
   const registryFile = pullTargets().find((t) => t.file.file === base);
   let name: string;
   let dest: string;

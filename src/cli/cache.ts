@@ -11,20 +11,29 @@ function megabytes(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
+const CACHE_DIR_HELP = 'feature cache folder (default: $FINETUNE_CACHE or ~/.cache/finetune/features)';
+
+/** Opens the cache of --cache-dir (or the default), runs `use`, and closes it. */
+async function withCache<T>(flags: CacheFlags, use: (cache: import('../features/cache.ts').FeatureCache) => Promise<T>): Promise<T> {
+  const [{ FeatureCache }, { featureCacheDir }] = await Promise.all([import('../features/cache.ts'), import('../paths.ts')]);
+  const cache = await FeatureCache.open(flags.cacheDir ?? featureCacheDir());
+  try {
+    return await use(cache);
+  } finally {
+    await cache.close();
+  }
+}
+
 export function registerCache(program: Command): void {
   const cache = program.command('cache').description('the feature cache: features of images already seen, keyed by backbone, settings and file content');
   cache
     .command('info')
     .description('entries and size, per backbone and settings')
-    .option('--cache-dir <dir>', 'feature cache folder (default: $FINETUNE_CACHE or ~/.cache/finetune/features)')
+    .option('--cache-dir <dir>', CACHE_DIR_HELP)
     .option('--json', 'print one JSON object')
     .action((flags: CacheFlags) =>
       runCommand(flags, async () => {
-        const { FeatureCache } = await import('../features/cache.ts');
-        const { featureCacheDir } = await import('../paths.ts');
-        const store = await FeatureCache.open(flags.cacheDir ?? featureCacheDir());
-        const info = await store.info();
-        await store.close();
+        const info = await withCache(flags, (cache) => cache.info());
         if (flags.json) return printJson(info);
         printResult(`cache     ${info.dir}`);
         printResult(`entries   ${info.entries}, ${megabytes(info.bytes)}`);
@@ -37,16 +46,15 @@ export function registerCache(program: Command): void {
   cache
     .command('clear')
     .description('delete every cached feature')
-    .option('--cache-dir <dir>', 'feature cache folder (default: $FINETUNE_CACHE or ~/.cache/finetune/features)')
+    .option('--cache-dir <dir>', CACHE_DIR_HELP)
     .option('--json', 'print one JSON object')
     .action((flags: CacheFlags) =>
       runCommand(flags, async () => {
-        const { FeatureCache } = await import('../features/cache.ts');
-        const { featureCacheDir } = await import('../paths.ts');
-        const store = await FeatureCache.open(flags.cacheDir ?? featureCacheDir());
-        const before = await store.info();
-        await store.clear();
-        await store.close();
+        const before = await withCache(flags, async (cache) => {
+          const info = await cache.info();
+          await cache.clear();
+          return info;
+        });
         if (flags.json) return printJson({ cleared: before.entries, bytes: before.bytes, dir: before.dir });
         printResult(`cleared ${before.entries} entries (${megabytes(before.bytes)}) from ${before.dir}`);
       }),

@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { EXIT } from '../errors.ts';
 import { evaluationLines } from './format-evaluation.ts';
 import { addCacheOptions, addEngineOptions, engineOptions, float, type EngineFlags } from './options.ts';
-import { paint, printInfo, printJson, printResult, printWarning } from './output.ts';
+import { paint, printInfo, printJson, printResult, printSkipped } from './output.ts';
 import { runCommand } from './run.ts';
 
 interface EvaluateFlags extends EngineFlags {
@@ -73,10 +73,7 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
           const header = [`model      ${model.dir}`, `split      ${result.split} (${result.counts.evaluated} images, ${result.counts.skipped} skipped)`];
           for (const line of evaluationLines(out, model.classes, e, header, result.uncalibrated)) printResult(line);
           if (flags.report) printInfo(out, `report: ${flags.report}`);
-          if (result.skipped.length > 0) {
-            printWarning(out, `skipped ${result.skipped.length} file(s):`);
-            for (const s of result.skipped) process.stderr.write(`  ${s.path}: ${s.reason}\n`);
-          }
+          printSkipped(out, result.skipped);
         }
         const misses: string[] = [];
         if (flags.minAccuracy !== undefined && e.accuracy < flags.minAccuracy) misses.push(`accuracy ${e.accuracy.toFixed(4)} is below --min-accuracy ${flags.minAccuracy}`);

@@ -123,3 +123,10 @@ export function progressRenderer(out: Output): OnProgress & { stop(): void } {
 export function formatPercent(v: number | undefined): string {
   return v === undefined ? '-' : `${(v * 100).toFixed(1)}%`;
 }
+
+/** Files left out of a run, each with its reason, on stderr. */
+export function printSkipped(out: Output, skipped: { path: string; reason: string }[]): void {
+  if (skipped.length === 0) return;
+  printWarning(out, `skipped ${skipped.length} file(s):`);
+  for (const s of skipped) process.stderr.write(`  ${s.path}: ${s.reason}\n`);
+}

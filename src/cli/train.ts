@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { EXIT, UsageError } from '../errors.ts';
 import { addCacheOptions, addEngineOptions, engineOptions, float, int, type EngineFlags } from './options.ts';
-import { formatPercent, printInfo, printJson, printResult, printWarning } from './output.ts';
+import { formatPercent, printInfo, printJson, printResult, printSkipped } from './output.ts';
 import { runCommand } from './run.ts';
 
 export interface TrainFlags extends EngineFlags {
@@ -194,10 +194,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
         printResult(
           `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (tfjs-${result.backend})`,
         );
-        if (result.skipped.length > 0) {
-          printWarning(out, `skipped ${result.skipped.length} file(s):`);
-          for (const s of result.skipped) process.stderr.write(`  ${s.path}: ${s.reason}\n`);
-        }
+        printSkipped(out, result.skipped);
         printInfo(out, `predict with: finetune predict --model ${outDir} IMAGE...`);
       }
       return result.skipped.length > 0 ? EXIT.skipped : EXIT.ok;
