@@ -35,7 +35,8 @@ export function addEngineOptions(cmd: Command, defaults: { engine: string; backe
 export function addCacheOptions(cmd: Command): Command {
   return cmd
     .option('--cache-dir <dir>', 'feature cache folder (default: $FINETUNE_CACHE or ~/.cache/finetune/features)')
-    .option('--no-cache', 'do not read or write the feature cache');
+    .option('--no-cache', 'do not read or write the feature cache')
+    .option('--no-download', 'never download missing backbone weights (FINETUNE_OFFLINE=1 does the same)');
 }
 
 export interface EngineFlags {
@@ -46,6 +47,7 @@ export interface EngineFlags {
   extractBatchSize: number;
   cache: boolean;
   cacheDir?: string;
+  download: boolean;
 }
 
 /** Flags → the library's engine and cache options (one place, for every command). */
@@ -57,5 +59,6 @@ export function engineOptions(flags: EngineFlags) {
     threads: flags.threads,
     extractBatchSize: flags.extractBatchSize,
     cacheDir: flags.cache === false ? (false as const) : flags.cacheDir,
+    download: flags.download,
   };
 }

@@ -31,6 +31,8 @@ export interface EngineSettings {
   device?: Device;
   /** Images per backbone forward pass. */
   extractBatchSize?: number;
+  /** false: never fetch missing registry weights (FINETUNE_OFFLINE=1 does the same). */
+  download?: boolean;
 }
 
 /** Backbone, extractor and cache for one feature spec: shared by train, predict and evaluate. */
@@ -47,7 +49,7 @@ export interface FeatureSource {
 export async function openFeatureSource(spec: string, choice: BackboneChoice, settings: EngineSettings & CacheOptions, onProgress?: OnProgress): Promise<FeatureSource> {
   const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
   onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
-  const backbone = await loadBackbone(spec, { ...choice, onProgress });
+  const backbone = await loadBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
   const pooling = choice.pooling ?? TRAIN_DEFAULTS.pooling;
   const resize = choice.resize ?? TRAIN_DEFAULTS.resize;
   const extractor = await createExtractor(backbone.model, {
