@@ -4,69 +4,11 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import zlib from 'node:zlib';
 import { extractZip } from '../src/data/unzip.ts';
 import { FinetuneError, UsageError } from '../src/errors.ts';
 import type { ProgressEvent } from '../src/progress.ts';
+import { makeZip, type ZipEntryInput } from './fixtures/zip.ts';
 
-interface ZipEntryInput {
-  name: string;
-  data?: Buffer | string;
-  /** Unix mode stored in the upper half of the external attributes (e.g. symlinks). */
-  mode?: number;
-  deflate?: boolean;
-}
-
-/**
- * A minimal zip writer, so tests can make archives a normal tool refuses to make
- * (`../` names, symlinks) without depending on a `zip` binary.
- */
-function makeZip(entries: ZipEntryInput[]): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name, 'utf8');
-    const raw = Buffer.from(e.data ?? '');
-    const body = e.deflate ? zlib.deflateRawSync(raw) : raw;
-    const crc = zlib.crc32(raw) >>> 0;
-    const method = e.deflate ? 8 : 0;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x800, 6); // UTF-8 names
-    local.writeUInt16LE(method, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(body.length, 18);
-    local.writeUInt32LE(raw.length, 22);
-    local.writeUInt16LE(name.length, 26);
-    locals.push(local, name, body);
-
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE((3 << 8) | 20, 4); // made by Unix, so the mode bits count
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(0x800, 8);
-    central.writeUInt16LE(method, 10);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(body.length, 20);
-    central.writeUInt32LE(raw.length, 24);
-    central.writeUInt16LE(name.length, 28);
-    const mode = e.mode ?? (e.name.endsWith('/') ? 0o40755 : 0o100644);
-    central.writeUInt32LE((mode << 16) >>> 0, 38);
-    central.writeUInt32LE(offset, 42);
-    centrals.push(central, name);
-    offset += local.length + name.length + body.length;
-  }
-  const cd = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, end]);
-}
 
 describe('extractZip', () => {
   let dir: string;

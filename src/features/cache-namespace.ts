@@ -27,7 +27,6 @@ import {
   encodePackHeader,
   keyBytes,
   recordChecksum,
-  recordSize,
   type PackHeader,
   type Precision,
 } from './cache-format.ts';
