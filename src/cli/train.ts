@@ -190,7 +190,9 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
         printResult(`model     ${outDir}`);
         printResult(`classes   ${result.classes.join(', ')}`);
         printResult(`images    ${result.counts.train} train, ${result.counts.valid} valid, ${result.counts.skipped} skipped`);
-        printResult(`valid     accuracy ${formatPercent(m.valAccuracy)}, log loss ${m.valLoss?.toFixed(4) ?? '-'} (best epoch ${m.bestEpoch} of ${m.epochs})`);
+        const t = result.manifest.temperature;
+        const calibrated = t !== 1 && m.valLossUncalibrated !== undefined ? ` after temperature ${t.toFixed(2)} (${m.valLossUncalibrated.toFixed(4)} before)` : '';
+        printResult(`valid     accuracy ${formatPercent(m.valAccuracy)}, log loss ${m.valLoss?.toFixed(4) ?? '-'}${calibrated} (best epoch ${m.bestEpoch} of ${m.epochs})`);
         printResult(
           `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (tfjs-${result.backend})`,
         );
