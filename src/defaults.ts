@@ -21,9 +21,10 @@ export const TRAIN_DEFAULTS = Object.freeze({
   extractBatchSize: 16,
   classWeight: 'auto' as ClassWeightMode,
   augment: [] as Augment[],
+  augmentCopies: 1,
   calibrate: true,
 });
 
-export const AUGMENTS = ['flip'] as const;
+export const AUGMENTS = ['flip', 'crop'] as const;
 export type Augment = (typeof AUGMENTS)[number];
 export type ClassWeightMode = 'auto' | 'balanced' | 'none';

@@ -108,7 +108,7 @@ export async function scoreImages(model: FinetuneModel, source: FusedSource, pat
   let seconds = plain.seconds;
   const cache = { ...plain.cache };
   if (opts.tta) {
-    const mirrored = await source.extract(paths, { flip: true, onProgress: opts.onProgress, signal: opts.signal });
+    const mirrored = await source.extract(paths, { variant: { flip: true }, onProgress: opts.onProgress, signal: opts.signal });
     const flipped = headProbabilities(model, mirrored.features, paths.length, mirrored.dim);
     const flippedRaw = headProbabilities(model, mirrored.features, paths.length, mirrored.dim, 1);
     probabilities = probabilities.map((p, i) => (p + flipped[i]) / 2);

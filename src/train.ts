@@ -13,6 +13,7 @@ import type { EpochRecord, FeatureSet } from './head/train.ts';
 import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from './head/train.ts';
 import { buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
 import { lrRangeTest, type LrRangeResult } from './head/lr-range.ts';
+import type { Variant } from './data/augment.ts';
 import type { OnProgress } from './progress.ts';
 import { packageVersions } from './versions.ts';
 import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
@@ -41,8 +42,10 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' 
   batchSize?: number;
   patience?: number;
   classWeight?: ClassWeightMode;
-  /** Train also on these variants of each training image (features cached per variant): flip. */
+  /** Train also on these variants of each training image (features cached per variant): flip, crop. */
   augment?: Augment[];
+  /** Random crops per training image with augment 'crop' (default 1). */
+  augmentCopies?: number;
   /** Fit a softmax temperature on the validation split (stored in the bundle, used by predict). */
   calibrate?: boolean;
   /** After the head converges, also train the backbone's last N layers that have weights. */
@@ -230,9 +233,14 @@ async function featureSets(dataset: Dataset, source: FusedSource, o: TrainOption
   for (const message of warnings.slice(dataset.warnings.length)) onProgress?.({ status: 'warn', task: 'dataset', message });
   let trainSet = toFeatureSet(dataset.train, extracted, 0);
   const trainImages = trainSet.n;
-  if (o.augment.includes('flip')) {
-    const mirrored = await source.extract(dataset.train.map((s) => s.path), { flip: true, onProgress, signal });
-    trainSet = appendRows(trainSet, toFeatureSet(dataset.train, mirrored, 0));
+  const trainPaths = dataset.train.map((s) => s.path);
+  const variants: Variant[] = [
+    ...(o.augment.includes('flip') ? [{ flip: true }] : []),
+    ...(o.augment.includes('crop') ? Array.from({ length: o.augmentCopies }, (_, k) => ({ crop: { copy: k + 1, seed: o.seed } })) : []),
+  ];
+  for (const variant of variants) {
+    const features = await source.extract(trainPaths, { variant, onProgress, signal });
+    trainSet = appendRows(trainSet, toFeatureSet(dataset.train, features, 0));
   }
   const validSet = toFeatureSet(dataset.valid, extracted, dataset.train.length);
   if (new Set(trainSet.y).size < 2) throw new UsageError(`${dataset.root}: fewer than 2 classes have readable training images; nothing to learn`);
@@ -266,6 +274,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   if (o.lr !== 'auto') checkNumber('--lr', o.lr, (v) => v > 0, 'above 0 (or auto)');
   checkNumber('--patience', o.patience, (v) => Number.isInteger(v) && v >= 1, 'a whole number ≥ 1');
   checkNumber('--seed', o.seed, (v) => Number.isInteger(v), 'a whole number');
+  checkNumber('--augment-copies', o.augmentCopies, (v) => Number.isInteger(v) && v >= 1 && v <= 20, 'a whole number from 1 to 20');
   const onProgress = o.onProgress;
 
   const dataset = await readDataset(dataDir, o);
@@ -344,6 +353,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         hidden: o.hidden,
         dropout: o.dropout,
         augment: o.augment,
+        augmentCopies: o.augment.includes('crop') ? o.augmentCopies : undefined,
         calibrate: o.calibrate,
         fineTune: plan ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? lr / 10, pooling: o.pooling } : null,
         lr,

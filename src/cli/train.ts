@@ -12,6 +12,7 @@ export interface TrainFlags extends EngineFlags {
   preprocess?: string;
   inputSize?: string;
   augment?: string;
+  augmentCopies: number;
   calibrate: boolean;
   fineTune?: number;
   fineTuneBlocks?: number;
@@ -68,8 +69,8 @@ function parseLr(value: string): number | 'auto' {
   return value === 'auto' ? 'auto' : float('--lr')(value);
 }
 
-function checkAugment(name: string): string {
-  if (name !== 'flip') throw new UsageError(`--augment ${name}: the variants available are: flip`);
+function checkAugment(name: string): 'flip' | 'crop' {
+  if (name !== 'flip' && name !== 'crop') throw new UsageError(`--augment ${name}: the variants available are: flip, crop`);
   return name;
 }
 
@@ -97,7 +98,8 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .option('--batch-size <n>', 'head training batch size', int('--batch-size'), defaults.batchSize)
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (best weights kept)', int('--patience'), defaults.patience)
     .addOption(new Option('--class-weight <mode>', 'loss weights per class (auto: balanced when the largest class is > 1.5× the smallest)').choices(['auto', 'balanced', 'none']).default(defaults.classWeight))
-    .option('--augment <list>', 'also train on variants of each training image (features cached per variant): flip')
+    .option('--augment <list>', 'also train on variants of each training image, features cached per variant: flip, crop (random 75–100% crops)')
+    .option('--augment-copies <k>', 'random crops per training image with --augment crop', int('--augment-copies'), defaults.augmentCopies)
     .option('--fine-tune <n>', "after the head converges, also train the backbone's last n layers with weights (tfjs engine)", int('--fine-tune'))
     .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', int('--fine-tune-blocks'))
     .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', float('--fine-tune-lr'))
@@ -114,7 +116,8 @@ export function trainOptions(flags: TrainFlags, defaults: Defaults) {
     layer: perBackbone(flags.layer),
     preprocess: perBackbone(flags.preprocess, checkPreprocess),
     inputSize: perBackbone(flags.inputSize, parseSize),
-    augment: flags.augment ? (list(flags.augment).map(checkAugment) as ('flip')[]) : undefined,
+    augment: flags.augment ? list(flags.augment).map(checkAugment) : undefined,
+    augmentCopies: flags.augmentCopies,
     calibrate: flags.calibrate,
     fineTune: flags.fineTune,
     fineTuneBlocks: flags.fineTuneBlocks,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import type { CropBox } from './augment.ts';
 
 /**
  * The one place sharp decodes images. EXIF orientation is applied before resizing, alpha is
@@ -23,6 +24,8 @@ export interface ReadOptions {
   resize?: ResizeMode;
   /** Mirror left-right after resizing (augmentation, test-time augmentation). */
   flip?: boolean;
+  /** Take this region of the oriented image before resizing (random-crop augmentation). */
+  crop?: CropBox;
 }
 
 /** Why a file could not be used, as one short phrase for the skipped list. */
@@ -57,8 +60,9 @@ export async function decodeImage(path: string, bytes: Buffer, opts: ReadOptions
   if (bytes.byteLength === 0) throw new ImageReadError(path, 'empty file');
   const [height, width] = opts.size;
   try {
-    let pipeline = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', animated: false })
-      .rotate()
+    let pipeline = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', animated: false }).rotate();
+    if (opts.crop) pipeline = pipeline.extract(await cropRegion(bytes, opts.crop));
+    pipeline = pipeline
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')
       .resize(width, height, { fit: opts.resize === 'crop' ? 'cover' : 'fill', position: 'centre' });
@@ -69,6 +73,22 @@ export async function decodeImage(path: string, bytes: Buffer, opts: ReadOptions
   } catch (err) {
     throw new ImageReadError(path, await describeSharpError(err, bytes));
   }
+}
+
+/** Pixels of a fractional crop box in the EXIF-oriented image (orientations 5–8 swap the sides). */
+async function cropRegion(bytes: Buffer, box: CropBox): Promise<{ left: number; top: number; width: number; height: number }> {
+  const meta = await sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
+  const swap = (meta.orientation ?? 1) >= 5;
+  const fullWidth = (swap ? meta.height : meta.width) ?? 1;
+  const fullHeight = (swap ? meta.width : meta.height) ?? 1;
+  const width = Math.max(1, Math.round(box.width * fullWidth));
+  const height = Math.max(1, Math.round(box.height * fullHeight));
+  return {
+    left: Math.min(fullWidth - width, Math.round(box.left * fullWidth)),
+    top: Math.min(fullHeight - height, Math.round(box.top * fullHeight)),
+    width,
+    height,
+  };
 }
 
 export async function readImage(path: string, opts: ReadOptions): Promise<DecodedImage & LoadedFile> {

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { cropBox, type Variant } from '../data/augment.ts';
 import { decodeImage, ImageReadError, loadFile, type ResizeMode } from '../data/image.ts';
 import { preprocessInto, type Preprocess } from '../data/preprocess.ts';
 import type { Skipped } from '../data/files.ts';
@@ -18,8 +19,8 @@ export interface ExtractOptions {
   resize?: ResizeMode;
   /** Images per forward pass. */
   batchSize?: number;
-  /** Mirror images left-right (augmentation / test-time augmentation). */
-  flip?: boolean;
+  /** Which augmented variant of each image (mirror, random crop); none by default. */
+  variant?: Variant;
   cache?: FeatureStore;
   onProgress?: OnProgress;
   signal?: AbortSignal;
@@ -114,7 +115,8 @@ export async function extractFeatures(paths: string[], opts: ExtractOptions): Pr
               continue;
             }
           }
-          const image = await decodeImage(path, file.bytes, { size: [h, w], resize: opts.resize, flip: opts.flip });
+          const crop = opts.variant?.crop ? cropBox(file.hash, opts.variant.crop) : undefined;
+          const image = await decodeImage(path, file.bytes, { size: [h, w], resize: opts.resize, flip: opts.variant?.flip, crop });
           while (queue.length >= capacity && !failure) await new Promise<void>((r) => waitingForRoom.push(r));
           queue.push({ index, hash: file.hash, rgb: image.rgb });
           wakeEngine();

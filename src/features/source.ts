@@ -6,6 +6,7 @@ import { initBackend, type BackendChoice } from '../engines/backend.ts';
 import { createExtractor, type EngineChoice } from '../engines/index.ts';
 import type { Device, FeatureExtractor, Pooling } from '../engines/types.ts';
 import type { OnProgress } from '../progress.ts';
+import { variantKey, type Variant } from '../data/augment.ts';
 import { extractFeatures, type ExtractResult } from './extract.ts';
 import { openFeatureStore, type CacheOptions } from './store.ts';
 
@@ -42,7 +43,7 @@ export interface FeatureSource {
   pooling: Pooling;
   resize: ResizeMode;
   backend: string;
-  extract(paths: string[], opts?: { flip?: boolean; onProgress?: OnProgress; signal?: AbortSignal; task?: string }): Promise<ExtractResult>;
+  extract(paths: string[], opts?: { variant?: Variant; onProgress?: OnProgress; signal?: AbortSignal; task?: string }): Promise<ExtractResult>;
   close(): Promise<void>;
 }
 
@@ -62,9 +63,10 @@ export async function openFeatureSource(spec: string, choice: BackboneChoice, se
     onFallback: (message) => onProgress?.({ status: 'warn', task: 'backbone', message }),
   });
   onProgress?.({ status: 'done', task: 'backbone', message: `${backbone.id} → ${backbone.layer} (${pooling}, ${extractor.featureSize} features) on ${extractor.engine}/${extractor.device}` });
-  const caches = new Map<boolean, Awaited<ReturnType<typeof openFeatureStore>>>();
-  const storeFor = async (flip: boolean) => {
-    if (!caches.has(flip)) {
+  const caches = new Map<string, Awaited<ReturnType<typeof openFeatureStore>>>();
+  const storeFor = async (variant: Variant | undefined) => {
+    const key = variantKey(variant);
+    if (!caches.has(key)) {
       const featureSpec = {
         backbone: backbone.id,
         weightsChecksum: backbone.checksum,
@@ -73,11 +75,11 @@ export async function openFeatureSource(spec: string, choice: BackboneChoice, se
         preprocess: backbone.preprocess,
         inputSize: backbone.inputSize,
         resize,
-        augment: flip ? 'flip' : 'none',
+        augment: key,
       };
-      caches.set(flip, await openFeatureStore(featureSpec, extractor.featureSize, settings));
+      caches.set(key, await openFeatureStore(featureSpec, extractor.featureSize, settings));
     }
-    return caches.get(flip)!.store;
+    return caches.get(key)!.store;
   };
   return {
     backbone,
@@ -91,8 +93,8 @@ export async function openFeatureSource(spec: string, choice: BackboneChoice, se
         preprocess: backbone.preprocess,
         resize,
         batchSize: settings.extractBatchSize ?? TRAIN_DEFAULTS.extractBatchSize,
-        flip: opts.flip,
-        cache: await storeFor(opts.flip ?? false),
+        variant: opts.variant,
+        cache: await storeFor(opts.variant),
         onProgress: opts.onProgress,
         signal: opts.signal,
         task: opts.task,
@@ -119,7 +121,7 @@ export interface FusedSource {
   parts: BackbonePart[];
   featureSize: number;
   backend: string;
-  extract(paths: string[], opts?: { flip?: boolean; onProgress?: OnProgress; signal?: AbortSignal }): Promise<ExtractResult>;
+  extract(paths: string[], opts?: { variant?: Variant; onProgress?: OnProgress; signal?: AbortSignal }): Promise<ExtractResult>;
   close(): Promise<void>;
 }
 
@@ -144,7 +146,8 @@ export async function openFusedSource(choices: (BackboneChoice & { backbone: str
     async extract(paths, opts = {}) {
       const results: ExtractResult[] = [];
       for (const [i, source] of sources.entries()) {
-        const task = `${opts.flip ? 'extract:flip' : 'extract'}${sources.length > 1 ? `:${i + 1}` : ''}`;
+        const key = variantKey(opts.variant);
+        const task = `${key === 'none' ? 'extract' : `extract:${key}`}${sources.length > 1 ? `:${i + 1}` : ''}`;
         results.push(await source.extract(paths, { ...opts, task }));
       }
       return results.length === 1 ? results[0] : concatResults(results, paths.length, featureSize);
