@@ -27,6 +27,7 @@ const RECIPES: Recipe[] = [
   { name: 'darknet-tiny, TTA flip', options: { backbone: darknet }, tta: true },
   { name: 'darknet-tiny, --augment flip + TTA', options: { backbone: darknet, augment: ['flip'] }, tta: true },
   { name: 'darknet-tiny @320, TTA', options: { backbone: darknet, inputSize: [320, 320] }, tta: true },
+  { name: 'darknet-tiny @320, --augment flip,crop ×2 + TTA', options: { backbone: darknet, inputSize: [320, 320], augment: ['flip', 'crop'], augmentCopies: 2 }, tta: true },
   { name: 'mobilenet-0.25, defaults', options: { backbone: mobilenet, layer: 'conv_pw_13_relu' } },
   { name: 'fused darknet + mobilenet-0.25', options: { backbone: [darknet, mobilenet], layer: [undefined, 'conv_pw_13_relu'] } },
   { name: 'fused, --augment flip + TTA', options: { backbone: [darknet, mobilenet], layer: [undefined, 'conv_pw_13_relu'], augment: ['flip'] }, tta: true },

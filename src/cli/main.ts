@@ -10,7 +10,6 @@ import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
 import { registerTrain } from './train.ts';
 
-
 export function buildProgram(): Command {
   const program = new Command('finetune')
     .description('Transfer learning on images: a pretrained ImageNet backbone turns images into features, a small dense head learns your classes.')
@@ -34,7 +33,6 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerCache(program);
   registerModels(program);
   registerData(program);
-  program.exitOverride();
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   all(program).forEach((c) => c.exitOverride());
   return program;
