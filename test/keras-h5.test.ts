@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { ModelFileError } from '../src/errors.ts';
 import { kerasConfigToTfjs } from '../src/backbones/keras-config.ts';
 import { isWholeModelH5, loadKerasModel, loadKerasWeightsInto, readKerasWeights } from '../src/backbones/keras-h5.ts';
+import { weightsChecksum } from '../src/backbones/checksum.ts';
 import { writeKerasH5 } from './fixtures/keras-h5-writer.ts';
 
 const SHARED = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared');
@@ -338,4 +339,24 @@ describe('the real tf.keras 2.8 MobileNet file in ../shared', () => {
     tf.dispose([cat, dog]);
     model.dispose();
   });
+});
+
+test('the weights checksum is remembered per file and recomputed when the file changes', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'finetune-checksum-'));
+  const saved = process.env.FINETUNE_HOME;
+  process.env.FINETUNE_HOME = dir;
+  try {
+    const file = path.join(dir, 'w.h5');
+    await writeFile(file, 'first version of the weights');
+    const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+    assert.equal(await weightsChecksum(file), sha('first version of the weights'));
+    assert.match(await readFile(path.join(dir, 'checksums.json'), 'utf8'), new RegExp(sha('first version of the weights')));
+    assert.equal(await weightsChecksum(file), sha('first version of the weights'));
+    await appendFile(file, ', edited');
+    assert.equal(await weightsChecksum(file), sha('first version of the weights, edited'));
+  } finally {
+    if (saved === undefined) delete process.env.FINETUNE_HOME;
+    else process.env.FINETUNE_HOME = saved;
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '../tf.ts';
 import h5wasm from 'h5wasm/node';
 import type { Dataset, Group, File as H5File } from 'h5wasm';
+import { weightsChecksum } from './checksum.ts';
 import { withInputSize } from './tfjs-folder.ts';
 import { ModelFileError } from '../errors.ts';
 import { kerasConfigToTfjs } from './keras-config.ts';
@@ -37,7 +36,7 @@ export async function loadKerasWeightsInto(
 ): Promise<{ checksum: string; loadedLayers: string[] }> {
   const weights = await readKerasWeights(file);
   const loadedLayers = assignWeights(model, weights, file);
-  return { checksum: await sha256File(file), loadedLayers };
+  return { checksum: await weightsChecksum(file), loadedLayers };
 }
 
 /** A whole-model .h5 (model_config + model_weights) → tfjs LayersModel with its weights. */
@@ -63,7 +62,7 @@ export async function loadKerasModel(file: string, opts: { inputSize?: readonly 
     model.dispose();
     throw err;
   }
-  return { model, checksum: await sha256File(file) };
+  return { model, checksum: await weightsChecksum(file) };
 }
 
 function assignWeights(model: tf.LayersModel, fileWeights: Map<string, KerasWeight[]>, file: string): string[] {
@@ -187,12 +186,6 @@ async function assertHdf5(file: string): Promise<void> {
     await handle.close();
   }
   throw new ModelFileError(`${file} is not an HDF5 file: ${EXPECTED}`);
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 function isGroup(entity: unknown): entity is Group {
