@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { expandInputs } from './data/inputs.ts';
+import { expandInputs, inInputOrder } from './data/inputs.ts';
 import { kerasModelsDir, modelsDir } from './paths.ts';
 import type { CacheOptions } from './features/store.ts';
 import type { OnProgress } from './progress.ts';
@@ -69,7 +69,7 @@ export async function imagenetTop(inputs: string[], opts: ImagenetOptions = {}):
   const spec = opts.backbone ?? 'vgg16';
   const opened = await openFeatureSource(spec, { weights: opts.weights, output: true, pooling: 'avg' }, opts, opts.onProgress);
   try {
-    const { paths, missing, skipped } = await expandInputs(inputs);
+    const { paths, entries } = await expandInputs(inputs);
     const result = await opened.extract(paths, { onProgress: opts.onProgress, signal: opts.signal });
     const names = await imagenetClassNames(opts.classNames);
     const source = opened.backbone.source;
@@ -88,7 +88,7 @@ export async function imagenetTop(inputs: string[], opts: ImagenetOptions = {}):
         }),
       };
     });
-    return [...out, ...[...missing, ...skipped].map((m) => ({ path: m.path, error: m.reason }))];
+    return inInputOrder(entries, out, (s) => ({ path: s.path, error: s.reason }));
   } finally {
     await opened.close();
   }

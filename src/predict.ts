@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import * as tf from './tf.ts';
 import { loadBundle, type LoadedBundle } from './bundle/load.ts';
-import { expandInputs } from './data/inputs.ts';
+import { expandInputs, inInputOrder } from './data/inputs.ts';
 import { initBackend } from './engines/backend.ts';
 import { ModelFileError, UsageError } from './errors.ts';
 import type { CacheOptions } from './features/store.ts';
@@ -123,7 +123,7 @@ export async function scoreImages(model: FinetuneModel, source: FusedSource, pat
 /** Classifies image files, folders or globs; unreadable or missing files get an error entry. */
 export async function predict(model: FinetuneModel, inputs: string[], opts: PredictOptions = {}): Promise<Prediction[]> {
   if (inputs.length === 0) throw new UsageError('predict needs at least one image, folder or glob');
-  const { paths, missing, skipped: notImages } = await expandInputs(inputs);
+  const { paths, entries } = await expandInputs(inputs);
   const results: Prediction[] = [];
   if (paths.length > 0) {
     const source = await openModelFeatures(model, opts);
@@ -146,6 +146,5 @@ export async function predict(model: FinetuneModel, inputs: string[], opts: Pred
       await source.close();
     }
   }
-  for (const m of [...missing, ...notImages]) results.push({ path: m.path, error: m.reason });
-  return results;
+  return inInputOrder(entries, results, (s) => ({ path: s.path, error: s.reason }));
 }

@@ -129,3 +129,12 @@ test('predict --csv and --kaggle write their files; --kaggle clips P(dog)', asyn
   }
   assert.ok(!existsSync(`${csv}.${process.pid}.tmp`));
 });
+
+test('predict answers in the order the inputs were given, missing ones included', async () => {
+  const image = path.join(data, 'valid', 'dogs', 'circle-0.jpg');
+  const r = await finetune(['predict', 'missing-first.jpg', image, 'missing-last.jpg', '--model', model, '--json']);
+  assert.equal(r.code, 3, show(r));
+  const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { path: string; error?: string });
+  assert.deepEqual(rows.map((x) => x.path), ['missing-first.jpg', image, 'missing-last.jpg']);
+  assert.deepEqual(rows.map((x) => Boolean(x.error)), [true, false, true]);
+});
