@@ -5,6 +5,7 @@ import { expandInputs, inInputOrder } from './data/inputs.ts';
 import { initBackend } from './engines/backend.ts';
 import { ModelFileError, UsageError } from './errors.ts';
 import type { CacheOptions } from './features/store.ts';
+import { applyTemperature, logitsFromProbabilities } from './metrics/index.ts';
 import { lastModelFile } from './paths.ts';
 import type { OnProgress } from './progress.ts';
 import { openFusedSource, type EngineSettings, type FusedSource } from './features/source.ts';
@@ -70,20 +71,24 @@ export async function openModelFeatures(model: FinetuneModel, opts: PredictOptio
   return source;
 }
 
-/** Probabilities of the head for rows of features (temperature applied), one batch at a time. */
-export function headProbabilities(model: FinetuneModel, features: Float32Array, n: number, dim: number, temperature = model.manifest.temperature || 1, batchSize = 256): Float32Array {
-  const classes = model.classes.length;
-  const out = new Float32Array(n * classes);
-  const t = temperature;
+/** Probabilities of the head for rows of features, one batch at a time (no temperature). */
+export function headProbabilities(model: FinetuneModel, features: Float32Array, n: number, dim: number, batchSize = 256): Float32Array {
+  const out = new Float32Array(n * model.classes.length);
   for (let start = 0; start < n; start += batchSize) {
     const rows = Math.min(batchSize, n - start);
-    const probs = tf.tidy(() => {
-      const x = tf.tensor2d(features.subarray(start * dim, (start + rows) * dim), [rows, dim]);
-      const p = model.head.predict(x) as tf.Tensor2D;
-      return t === 1 ? p : tf.softmax(tf.div(tf.log(tf.clipByValue(p, 1e-12, 1)), t));
-    });
-    out.set(probs.dataSync(), start * classes);
+    const probs = tf.tidy(() => model.head.predict(tf.tensor2d(features.subarray(start * dim, (start + rows) * dim), [rows, dim])) as tf.Tensor2D);
+    out.set(probs.dataSync(), start * model.classes.length);
     probs.dispose();
+  }
+  return out;
+}
+
+/** softmax(log p / T) row by row: the bundle's calibration, with the same code that fitted it. */
+export function withTemperature(probabilities: Float32Array, classes: number, temperature: number): Float32Array {
+  if (temperature === 1) return probabilities;
+  const out = new Float32Array(probabilities.length);
+  for (let start = 0; start < probabilities.length; start += classes) {
+    out.set(applyTemperature(logitsFromProbabilities(probabilities.subarray(start, start + classes)), temperature), start);
   }
   return out;
 }
@@ -102,15 +107,17 @@ export interface ScoredImages {
 
 /** Features → probabilities for a list of image files (averaged with the mirror image when tta). */
 export async function scoreImages(model: FinetuneModel, source: FusedSource, paths: string[], opts: PredictOptions): Promise<ScoredImages> {
+  const k = model.classes.length;
+  const temperature = model.manifest.temperature || 1;
   const plain = await source.extract(paths, { onProgress: opts.onProgress, signal: opts.signal });
-  let probabilities = headProbabilities(model, plain.features, paths.length, plain.dim);
-  let uncalibrated = headProbabilities(model, plain.features, paths.length, plain.dim, 1);
+  let uncalibrated = headProbabilities(model, plain.features, paths.length, plain.dim);
+  let probabilities = withTemperature(uncalibrated, k, temperature);
   let seconds = plain.seconds;
   const cache = { ...plain.cache };
   if (opts.tta) {
     const mirrored = await source.extract(paths, { variant: { flip: true }, onProgress: opts.onProgress, signal: opts.signal });
-    const flipped = headProbabilities(model, mirrored.features, paths.length, mirrored.dim);
-    const flippedRaw = headProbabilities(model, mirrored.features, paths.length, mirrored.dim, 1);
+    const flippedRaw = headProbabilities(model, mirrored.features, paths.length, mirrored.dim);
+    const flipped = withTemperature(flippedRaw, k, temperature);
     probabilities = probabilities.map((p, i) => (p + flipped[i]) / 2);
     uncalibrated = uncalibrated.map((p, i) => (p + flippedRaw[i]) / 2);
     seconds += mirrored.seconds;

@@ -66,6 +66,19 @@ function interruptedLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => /\binterrupted\b/i.test(l));
 }
 
+/** One Ctrl-C: the run exits 130 within the deadline and says so in one line. */
+async function interruptOnce(run: ReturnType<typeof startFinetune>) {
+  const sent = performance.now();
+  run.child.kill('SIGINT');
+  const { code, at } = await run.exited;
+  const ms = at - sent;
+  const r = { code, stdout: run.stdout(), stderr: run.stderr() };
+  assert.equal(code, 130, show(r));
+  assert.ok(ms < INTERRUPT_DEADLINE_MS, `exited ${ms.toFixed(0)} ms after SIGINT`);
+  assert.equal(interruptedLines(r.stderr).length, 1, `one line says it was interrupted\n${r.stderr}`);
+  return { r, ms };
+}
+
 before(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'finetune-ctrl-c-'));
   env = cliEnv(tmp);
@@ -102,14 +115,7 @@ describe('SIGINT during feature extraction', () => {
       const target = stored + 8;
       await pollUntil(async () => (await indexedRecords(cache())) >= target, 30_000);
       stored = await indexedRecords(cache());
-      const sent = performance.now();
-      run.child.kill('SIGINT');
-      const { code, at } = await run.exited;
-      const ms = at - sent;
-      const r = { code, stdout: run.stdout(), stderr: run.stderr() };
-      assert.equal(code, 130, show(r));
-      assert.ok(ms < INTERRUPT_DEADLINE_MS, `exited ${ms.toFixed(0)} ms after SIGINT`);
-      assert.equal(interruptedLines(r.stderr).length, 1, `one line says it was interrupted\n${r.stderr}`);
+      const { r, ms } = await interruptOnce(run);
       assert.ok(!/\n\s+at /.test(r.stderr), `no stack trace\n${r.stderr}`);
       assert.ok(stored < 80, `interrupted mid-way (${stored} of 80 stored when the signal went)`);
       await assertPreviousModelIntact();
@@ -140,14 +146,7 @@ describe('SIGINT during head training', () => {
     // Features are all cached by now (the re-run above): the run goes straight to a long training.
     const run = startFinetune(cliEnv(tmp, path.join(tmp, 'cache')), trainArgs(data, backbone, out, '--engine', 'tfjs', '--epochs', '5000', '--patience', '5000', '--seed', '9'));
     await run.waitFor(/^train 20\/5000/m, 30_000);
-    const sent = performance.now();
-    run.child.kill('SIGINT');
-    const { code, at } = await run.exited;
-    const ms = at - sent;
-    const r = { code, stdout: run.stdout(), stderr: run.stderr() };
-    assert.equal(code, 130, show(r));
-    assert.ok(ms < INTERRUPT_DEADLINE_MS, `exited ${ms.toFixed(0)} ms after SIGINT`);
-    assert.equal(interruptedLines(r.stderr).length, 1, `one line says it was interrupted\n${r.stderr}`);
+    const { r, ms } = await interruptOnce(run);
     const epochs = (r.stderr.match(/^train \d+\/5000/gm) ?? []).length;
     assert.ok(epochs < 5000, 'stopped before the last epoch');
     await assertPreviousModelIntact();

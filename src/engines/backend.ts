@@ -57,8 +57,3 @@ export function initBackend(choice: BackendChoice = 'auto'): Promise<string> {
   }
   return chosen;
 }
-
-/** True when tfjs-node-gpu is loaded and TensorFlow sees a GPU. */
-export function nativeGpuActive(backend: string): boolean {
-  return backend === 'node-gpu';
-}
