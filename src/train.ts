@@ -11,13 +11,14 @@ import type { ExtractResult } from './features/extract.ts';
 import type { CacheOptions } from './features/store.ts';
 import type { EpochRecord, FeatureSet } from './head/train.ts';
 import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from './head/train.ts';
+import { trainEnsemble } from './head/ensemble.ts';
 import { buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
 import { lrRangeTest, type LrRangeResult } from './head/lr-range.ts';
 import type { Variant } from './data/augment.ts';
 import type { OnProgress } from './progress.ts';
 import { packageVersions } from './versions.ts';
 import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
-import { TRAIN_DEFAULTS, type Augment, type ClassWeightMode } from './defaults.ts';
+import { FINE_TUNE_DEFAULTS, TRAIN_DEFAULTS, type Augment, type ClassWeightMode } from './defaults.ts';
 
 export { TRAIN_DEFAULTS, type ClassWeightMode } from './defaults.ts';
 
@@ -48,6 +49,8 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' 
   augmentCopies?: number;
   /** Fit a softmax temperature on the validation split (stored in the bundle, used by predict). */
   calibrate?: boolean;
+  /** Heads trained with seeds seed … seed+K−1 and merged into one whose logits are their mean (default 1). */
+  ensemble?: number;
   /** After the head converges, also train the backbone's last N layers that have weights. */
   fineTune?: number;
   /** The same counted in VGG blocks (block5 first). */
@@ -261,7 +264,9 @@ export async function findLearningRate(dataDir: string, options: TrainOptions = 
 }
 
 function withDefaults(options: TrainOptions) {
-  return { ...TRAIN_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & TrainOptions;
+  const fineTuning = (options.fineTune ?? 0) > 0 || (options.fineTuneBlocks ?? 0) > 0;
+  const defaults = fineTuning ? { ...TRAIN_DEFAULTS, ...FINE_TUNE_DEFAULTS } : TRAIN_DEFAULTS;
+  return { ...defaults, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & TrainOptions;
 }
 
 /** Learns a head on frozen backbone features of a folder of images. Writes nothing: see saveModel. */
@@ -275,6 +280,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   checkNumber('--patience', o.patience, (v) => Number.isInteger(v) && v >= 1, 'a whole number ≥ 1');
   checkNumber('--seed', o.seed, (v) => Number.isInteger(v), 'a whole number');
   checkNumber('--augment-copies', o.augmentCopies, (v) => Number.isInteger(v) && v >= 1 && v <= 20, 'a whole number from 1 to 20');
+  checkNumber('--ensemble', o.ensemble, (v) => Number.isInteger(v) && v >= 1 && v <= 20, 'a whole number from 1 to 20');
   const onProgress = o.onProgress;
 
   const dataset = await readDataset(dataDir, o);
@@ -285,6 +291,8 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   let planOwner: Backbone | undefined;
   if (fineTuning) {
     if (parts.length > 1) throw new UsageError('--fine-tune works with one backbone, not fused ones');
+    if (o.pooling === 'avgmax') throw new UsageError('--fine-tune works with --pooling avg, max or flatten, not avgmax');
+    if (o.ensemble > 1) throw new UsageError('--ensemble works on frozen features; leave it out with --fine-tune');
     // The frozen part ends at the cut: that is the layer whose output is extracted and cached.
     const backend = await initBackend(o.backend);
     planOwner = await loadBackbone(parts[0].backbone, { ...parts[0], onProgress });
@@ -313,7 +321,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
     }
 
     const started = performance.now();
-    onProgress?.({ status: 'initiate', task: 'train', message: `training the head on ${trainSet.n} images`, total: o.epochs, unit: 'epochs' });
+    onProgress?.({ status: 'initiate', task: 'train', message: `training ${o.ensemble > 1 ? `${o.ensemble} heads` : 'the head'} on ${trainSet.n} images`, total: o.epochs * o.ensemble, unit: 'epochs' });
     const headOptions = {
       hidden: o.hidden,
       dropout: o.dropout,
@@ -329,11 +337,12 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
     const valid = validSet.n > 0 ? validSet : undefined;
     const trained = plan
       ? await fineTune(plan, trainSet, valid, dataset.classes.length, { ...headOptions, pooling: o.pooling, fineTuneLr: o.fineTuneLr ?? lr / 10, onProgress })
-      : await trainHead(trainSet, valid, dataset.classes.length, headOptions);
+      : await trainEnsemble(trainSet, valid, dataset.classes.length, headOptions, o.ensemble);
     const trainSeconds = (performance.now() - started) / 1000;
     const calibration = o.calibrate && validSet.n >= MIN_CALIBRATION_IMAGES ? calibrate(trained.model, validSet) : { temperature: 1, valLoss: undefined };
-    const best = trained.history[trained.bestEpoch - 1] ?? trained.history[trained.history.length - 1];
-    onProgress?.({ status: 'done', task: 'train', message: `best epoch ${trained.bestEpoch} of ${trained.history.length}` });
+    const best = trained.final ?? trained.history[trained.bestEpoch - 1] ?? trained.history[trained.history.length - 1];
+    const bestEpochs = trained.members?.map((m) => m.bestEpoch);
+    onProgress?.({ status: 'done', task: 'train', message: bestEpochs ? `best epochs ${bestEpochs.join(', ')} (${bestEpochs.length} heads merged)` : `best epoch ${trained.bestEpoch} of ${trained.history.length}` });
 
     const skipped = [...dataset.skipped, ...extracted.skipped];
     const counts = { train: trainImages, valid: validSet.n, skipped: skipped.length };
@@ -355,6 +364,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         augment: o.augment,
         augmentCopies: o.augment.includes('crop') ? o.augmentCopies : undefined,
         calibrate: o.calibrate,
+        ensemble: o.ensemble,
         fineTune: plan ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? lr / 10, pooling: o.pooling } : null,
         lr,
         lrFind: lrFind ? { suggested: lrFind.suggested, minimum: lrFind.minimum } : null,
@@ -375,6 +385,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         trainLoss: best.loss,
         epochs: trained.history.length,
         bestEpoch: trained.bestEpoch,
+        ...(bestEpochs && { bestEpochs }),
       },
       history: trained.history,
       versions: packageVersions(),

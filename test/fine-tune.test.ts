@@ -74,3 +74,8 @@ test('--fine-tune through a 3×3 convolution on the wasm backend is refused with
   });
   await assert.rejects(train(data, { backbone, layer: 'feat', fineTune: 4, epochs: 1, cacheDir: false }), /preceded by 4 layers with weights, and one must stay frozen; fine-tune at most 3/);
 });
+
+test('--fine-tune defaults to one head on average pooling, and refuses avgmax or an ensemble when asked for', async () => {
+  await assert.rejects(train(data, { backbone, fineTune: 2, pooling: 'avgmax', epochs: 1, cacheDir: false }), /--fine-tune works with --pooling avg, max or flatten, not avgmax/);
+  await assert.rejects(train(data, { backbone, fineTune: 2, ensemble: 3, epochs: 1, cacheDir: false }), /--ensemble works on frozen features; leave it out with --fine-tune/);
+});

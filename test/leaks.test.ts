@@ -35,7 +35,8 @@ after(async () => {
 });
 
 test('train (tfjs engine): the tensor count is the same after every epoch, and back to the start once the head is disposed', { timeout: 60_000 }, async (t) => {
-  const common = { backbone, layer: 'block1_pool', engine: 'tfjs' as const, cacheDir: path.join(tmp, 'cache') };
+  // One head: with an ensemble, each finished head's weights are held until the merge.
+  const common = { backbone, layer: 'block1_pool', engine: 'tfjs' as const, cacheDir: path.join(tmp, 'cache'), ensemble: 1 };
   // A first run sets up the backend and whatever tfjs keeps for good (kernels, the wasm module).
   const warm = await train(data, { ...common, epochs: 1 });
   warm.head.dispose();

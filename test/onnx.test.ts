@@ -56,7 +56,7 @@ function tfjsFeatures(model: tf.LayersModel, layer: string, pooling: Pooling, im
     const sub = tf.model({ inputs: model.inputs, outputs: model.getLayer(layer).output as tf.SymbolicTensor });
     const [, h, w, c] = model.inputs[0].shape as number[];
     const out = sub.predict(tf.tensor4d(images, [count, h, w, c])) as tf.Tensor;
-    const pooled = out.rank !== 4 ? out.reshape([count, -1]) : pooling === 'avg' ? out.mean([1, 2]) : pooling === 'max' ? out.max([1, 2]) : out.reshape([count, -1]);
+    const pooled = out.rank !== 4 ? out.reshape([count, -1]) : pooling === 'avg' ? out.mean([1, 2]) : pooling === 'max' ? out.max([1, 2]) : pooling === 'avgmax' ? tf.concat([out.mean([1, 2]), out.max([1, 2])], 1) : out.reshape([count, -1]);
     return pooled.dataSync() as Float32Array;
   });
 }
@@ -121,7 +121,7 @@ describe('onnx engine: VGG-shaped network', () => {
   const model = vggShaped();
   after(() => model.dispose());
 
-  for (const pooling of ['avg', 'max', 'flatten'] as const) {
+  for (const pooling of ['avg', 'max', 'avgmax', 'flatten'] as const) {
     test(`block3_pool with ${pooling} pooling matches tfjs`, async () => {
       await assertMatchesTfjs(model, 'block3_pool', pooling, { count: 3 });
     });

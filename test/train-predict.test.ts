@@ -50,7 +50,7 @@ describe('train and predict with the library', () => {
     assert.deepEqual(first.classes, ['checker', 'circle', 'stripes']);
     assert.deepEqual(first.counts, { train: 72, valid: 24, skipped: 0 });
     assert.ok(first.manifest.metrics.valAccuracy! >= 0.95, `val accuracy ${first.manifest.metrics.valAccuracy}`);
-    assert.ok(first.history.length >= 1 && first.history.length <= 20);
+    assert.ok(first.history.length >= 5 && first.history.length <= 5 * 20, 'five heads of at most 20 epochs (the default ensemble)');
     assert.equal(first.engine, 'tfjs');
     assert.equal(first.backend, 'cpu');
     assert.deepEqual(first.skipped, []);
@@ -128,6 +128,42 @@ describe('train and predict with the library', () => {
     }
   });
 
+  test('ensemble: 3 heads merged into one head of 3 × hidden units; each head is reported, predictions stay sound, no tensor left behind', async () => {
+    const before = tf.memory().numTensors;
+    const events: ProgressEvent[] = [];
+    const merged = await train(data.root, { ...options, hidden: 16, ensemble: 3, onProgress: (e) => events.push(e) });
+    try {
+      assert.equal(tf.memory().numTensors, before + merged.head.weights.length);
+      assert.deepEqual(merged.head.layers.map((l) => l.outputShape), [[null, 48], [null, 48], [null, 3]]);
+      assert.equal(merged.manifest.training.ensemble, 3);
+      assert.equal(merged.manifest.metrics.bestEpochs?.length, 3);
+      assert.deepEqual([...new Set(merged.history.map((r) => r.member))], [1, 2, 3]);
+      assert.ok(merged.manifest.metrics.valAccuracy! >= 0.95, `ensemble val accuracy ${merged.manifest.metrics.valAccuracy}`);
+      const epochs = events.filter((e) => e.status === 'progress' && e.task === 'train');
+      assert.equal(epochs.length, merged.history.length, 'one progress event per epoch of every head');
+      const predictions = await predict(inMemoryModel(merged), heldOut.map((h) => h.path), predictOptions);
+      assert.ok(accuracyOn(predictions) >= 0.95, `held-out accuracy ${accuracyOn(predictions)}`);
+    } finally {
+      merged.head.dispose();
+    }
+    await assert.rejects(train(data.root, { ...options, ensemble: 0 }), /--ensemble 0: must be a whole number from 1 to 20/);
+  });
+
+  test('pooling avgmax: average and maximum side by side, twice the channels, recorded per backbone', async () => {
+    const avg = await train(data.root, { ...options, pooling: 'avg', epochs: 1 });
+    const both = await train(data.root, { ...options, pooling: 'avgmax' });
+    try {
+      assert.equal(both.manifest.featureSize, 2 * avg.manifest.featureSize);
+      assert.equal(both.manifest.backbones[0].pooling, 'avgmax');
+      assert.ok(both.manifest.metrics.valAccuracy! >= 0.95, `avgmax val accuracy ${both.manifest.metrics.valAccuracy}`);
+      const predictions = await predict(inMemoryModel(both), heldOut.map((h) => h.path), predictOptions);
+      assert.ok(accuracyOn(predictions) >= 0.95, `held-out accuracy ${accuracyOn(predictions)}`);
+    } finally {
+      avg.head.dispose();
+      both.head.dispose();
+    }
+  });
+
   test('a corrupt image and a text file are skipped with their paths; training still finishes', async () => {
     const root = path.join(tmp, 'with-broken');
     const ds = await makeImageDataset(root, { layout: 'fastai', classes: 2, perClass: 10, validPerClass: 4, size: 32, seed: 4 });
@@ -169,10 +205,11 @@ describe('train and predict with the library', () => {
     assert.equal(manifest.backbones[0].id, path.resolve(tiny.folder));
     assert.match(manifest.backbones[0].checksum, /^[0-9a-f]{64}$/);
     assert.equal(manifest.backbones[0].layer, 'block2_pool');
-    assert.equal(manifest.backbones[0].pooling, 'avg');
+    assert.equal(manifest.backbones[0].pooling, 'avgmax', 'the default pooling');
     assert.equal(manifest.backbones[0].preprocess, 'unit');
     assert.deepEqual(manifest.backbones[0].inputSize, [32, 32]);
-    assert.equal(manifest.backbones[0].featureSize, 16);
+    assert.equal(manifest.backbones[0].featureSize, 32, '16 channels, averaged and maximised');
+    assert.equal(manifest.training.ensemble, 5, 'five merged heads by default');
     for (const key of ['hidden', 'dropout', 'lr', 'epochs', 'batchSize', 'patience', 'layout', 'valSplit']) assert.ok(key in manifest.training, `training.${key}`);
     assert.equal(manifest.training.seed, 42);
     assert.equal(manifest.training.lr, 0.01);

@@ -36,7 +36,7 @@ export interface Manifest {
   temperature: number;
   training: Record<string, unknown>;
   counts: { train: number; valid: number; skipped: number };
-  metrics: { valAccuracy?: number; valLoss?: number; valLossUncalibrated?: number; trainAccuracy: number; trainLoss: number; epochs: number; bestEpoch: number };
+  metrics: { valAccuracy?: number; valLoss?: number; valLossUncalibrated?: number; trainAccuracy: number; trainLoss: number; epochs: number; bestEpoch: number; bestEpochs?: number[] };
   history: EpochRecord[];
   versions: Record<string, string>;
 }

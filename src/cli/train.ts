@@ -4,6 +4,8 @@ import { EXIT, UsageError } from '../errors.ts';
 import { addCacheOptions, addEngineOptions, engineOptions, float, int, type EngineFlags } from './options.ts';
 import { formatPercent, printInfo, printJson, printResult, printSkipped } from './output.ts';
 import { runCommand } from './run.ts';
+import { POOLINGS, type Pooling } from '../engines/types.ts';
+import { FINE_TUNE_DEFAULTS } from '../defaults.ts';
 
 export interface TrainFlags extends EngineFlags {
   backbone: string[];
@@ -13,11 +15,12 @@ export interface TrainFlags extends EngineFlags {
   inputSize?: string;
   augment?: string;
   augmentCopies: number;
+  ensemble?: number;
   calibrate: boolean;
   fineTune?: number;
   fineTuneBlocks?: number;
   fineTuneLr?: number;
-  pooling: 'avg' | 'max' | 'flatten';
+  pooling?: Pooling;
   resize: 'squash' | 'crop';
   layout?: 'fastai' | 'folders' | 'kaggle';
   valSplit: number;
@@ -86,7 +89,9 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .option('--layer <name>', 'layer whose output are the features (vgg16: block5_pool; a path: input of its first Flatten/pooling/Dense); A,B with fused backbones')
     .option('--preprocess <mode>', "pixel preprocessing: caffe, tf, torch or unit (default: the backbone's; tfjs folders: unit); A,B with fused backbones")
     .option('--input-size <n|HxW>', 'run a fully convolutional backbone at this size instead of its own (e.g. 320); A,B with fused backbones')
-    .addOption(new Option('--pooling <mode>', 'how the feature map becomes a vector').choices(['avg', 'max', 'flatten']).default(defaults.pooling))
+    .addOption(
+      new Option('--pooling <mode>', `how the feature map becomes a vector (avgmax: average and maximum side by side; default: ${defaults.pooling}, ${FINE_TUNE_DEFAULTS.pooling} with --fine-tune)`).choices([...POOLINGS]),
+    )
     .addOption(new Option('--resize <mode>', 'squash to the input size, or crop the centre').choices(['squash', 'crop']).default(defaults.resize))
     .addOption(new Option('--layout <layout>', 'force a data layout instead of detecting it').choices(['fastai', 'folders', 'kaggle']))
     .option('--val-split <fraction>', 'validation fraction when the data has no valid/ folder', float('--val-split'), defaults.valSplit)
@@ -103,6 +108,9 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .option('--fine-tune <n>', "after the head converges, also train the backbone's last n layers with weights (tfjs engine)", int('--fine-tune'))
     .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', int('--fine-tune-blocks'))
     .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', float('--fine-tune-lr'))
+    .addOption(
+      new Option('--ensemble <k>', `train k heads (seeds seed … seed+k−1) and merge them into one that averages their logits (default: ${defaults.ensemble}, ${FINE_TUNE_DEFAULTS.ensemble} with --fine-tune)`).argParser(int('--ensemble')),
+    )
     .option('--no-calibrate', 'do not fit a softmax temperature on the validation split');
   addEngineOptions(cmd, defaults);
   return addCacheOptions(cmd);
@@ -119,6 +127,7 @@ export function trainOptions(flags: TrainFlags, defaults: Defaults) {
     augment: flags.augment ? list(flags.augment).map(checkAugment) : undefined,
     augmentCopies: flags.augmentCopies,
     calibrate: flags.calibrate,
+    ensemble: flags.ensemble,
     fineTune: flags.fineTune,
     fineTuneBlocks: flags.fineTuneBlocks,
     fineTuneLr: flags.fineTuneLr,
@@ -179,7 +188,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
           model: outDir,
           classes: result.classes,
           counts: result.counts,
-          metrics: { valAccuracy: m.valAccuracy ?? null, valLoss: m.valLoss ?? null, epochs: m.epochs, bestEpoch: m.bestEpoch },
+          metrics: { valAccuracy: m.valAccuracy ?? null, valLoss: m.valLoss ?? null, epochs: m.epochs, bestEpoch: m.bestEpoch, ...(m.bestEpochs && { bestEpochs: m.bestEpochs }) },
           timing: result.timing,
           cache: result.cache,
           engine: result.engine,
@@ -195,7 +204,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
         printResult(`images    ${result.counts.train} train, ${result.counts.valid} valid, ${result.counts.skipped} skipped`);
         const t = result.manifest.temperature;
         const calibrated = t !== 1 && m.valLossUncalibrated !== undefined ? ` after temperature ${t.toFixed(2)} (${m.valLossUncalibrated.toFixed(4)} before)` : '';
-        printResult(`valid     accuracy ${formatPercent(m.valAccuracy)}, log loss ${m.valLoss?.toFixed(4) ?? '-'}${calibrated} (best epoch ${m.bestEpoch} of ${m.epochs})`);
+        printResult(`valid     accuracy ${formatPercent(m.valAccuracy)}, log loss ${m.valLoss?.toFixed(4) ?? '-'}${calibrated} (${m.bestEpochs ? `${m.bestEpochs.length} heads, best epochs ${m.bestEpochs.join(', ')}` : `best epoch ${m.bestEpoch} of ${m.epochs}`})`);
         printResult(
           `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (tfjs-${result.backend})`,
         );

@@ -188,6 +188,7 @@ function pool(g: GraphBuilder, v: Value, pooling: Pooling, kerasOrder: (v: Value
     return { name: g.op('Flatten', [kerasOrder(v)], { axis: 1 }, 'pool/flatten'), size: known.reduce((a, b) => a * b, 1) };
   }
   if (known.length !== 3) unsupported(layer, `${pooling} pooling needs a 4-D output, got ${JSON.stringify(v.shape)}`);
-  const op = pooling === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool';
-  return { name: g.op('Flatten', [g.op(op, [v.name], {}, `pool/${pooling}`)], { axis: 1 }, 'pool/flatten'), size: known[2] };
+  const global = (kind: 'avg' | 'max') => g.op('Flatten', [g.op(kind === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [v.name], {}, `pool/${kind}`)], { axis: 1 }, `pool/${kind}/flatten`);
+  if (pooling === 'avgmax') return { name: g.op('Concat', [global('avg'), global('max')], { axis: 1 }, 'pool/avgmax'), size: 2 * known[2] };
+  return { name: global(pooling), size: known[2] };
 }

@@ -6,6 +6,7 @@ export function pool(x: tf.Tensor, pooling: Pooling): tf.Tensor2D {
   if (x.rank === 2) return x as tf.Tensor2D;
   if (pooling === 'avg') return tf.mean(x, [1, 2]) as tf.Tensor2D;
   if (pooling === 'max') return tf.max(x, [1, 2]) as tf.Tensor2D;
+  if (pooling === 'avgmax') return tf.concat([tf.mean(x, [1, 2]), tf.max(x, [1, 2])], 1) as tf.Tensor2D;
   return tf.reshape(x, [x.shape[0], -1]);
 }
 
@@ -13,5 +14,5 @@ export function pooledSize(shape: readonly (number | null)[], pooling: Pooling):
   const dims = shape.slice(1) as number[];
   if (dims.length === 1) return dims[0];
   if (pooling === 'flatten') return dims.reduce((a, b) => a * b, 1);
-  return dims[dims.length - 1];
+  return dims[dims.length - 1] * (pooling === 'avgmax' ? 2 : 1);
 }

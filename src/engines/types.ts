@@ -1,8 +1,10 @@
-/** What every frozen-backbone engine offers: preprocessed NHWC images in, pooled features out. */
-export type Pooling = 'avg' | 'max' | 'flatten';
+/** avgmax: average and maximum side by side (2 × channels), the "concat pooling" of fastai. */
+export const POOLINGS = ['avg', 'max', 'avgmax', 'flatten'] as const;
+export type Pooling = (typeof POOLINGS)[number];
 export type EngineName = 'onnx' | 'tfjs';
 export type Device = 'cpu' | 'gpu';
 
+/** What every frozen-backbone engine offers: preprocessed NHWC images in, pooled features out. */
 export interface FeatureExtractor {
   readonly engine: EngineName;
   /** What actually runs the numbers, e.g. `cpu`, `cuda`, `tfjs-wasm`, `tfjs-node-gpu`. */

@@ -20,6 +20,8 @@ export interface EpochRecord {
   accuracy: number;
   valLoss?: number;
   valAccuracy?: number;
+  /** Which head of an ensemble (1-based); absent for a single head. */
+  member?: number;
 }
 
 export interface HeadTrainingOptions extends HeadOptions {
@@ -41,6 +43,10 @@ export interface HeadTrainingResult {
   bestEpoch: number;
   /** Its monitored loss (validation loss, or training loss without a validation set). */
   bestLoss: number;
+  /** An ensemble's heads: each one's kept epoch and monitored loss. */
+  members?: { bestEpoch: number; bestLoss: number }[];
+  /** Metrics of the returned model when no epoch record holds them (a merged ensemble). */
+  final?: EpochRecord;
 }
 
 const EPS = 1e-7;
