@@ -49,7 +49,7 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' 
   augmentCopies?: number;
   /** Fit a softmax temperature on the validation split (stored in the bundle, used by predict). */
   calibrate?: boolean;
-  /** Heads trained with seeds seed … seed+K−1 and merged into one whose logits are their mean (default 1). */
+  /** Heads trained with seeds seed … seed+K−1 and merged into one whose logits are their mean (default 5; 1 with fine-tuning). */
   ensemble?: number;
   /** After the head converges, also train the backbone's last N layers that have weights. */
   fineTune?: number;
