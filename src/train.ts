@@ -263,9 +263,10 @@ export async function findLearningRate(dataDir: string, options: TrainOptions = 
   }
 }
 
+const isFineTuning = (o: TrainOptions) => (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
+
 function withDefaults(options: TrainOptions) {
-  const fineTuning = (options.fineTune ?? 0) > 0 || (options.fineTuneBlocks ?? 0) > 0;
-  const defaults = fineTuning ? { ...TRAIN_DEFAULTS, ...FINE_TUNE_DEFAULTS } : TRAIN_DEFAULTS;
+  const defaults = isFineTuning(options) ? { ...TRAIN_DEFAULTS, ...FINE_TUNE_DEFAULTS } : TRAIN_DEFAULTS;
   return { ...defaults, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & TrainOptions;
 }
 
@@ -286,7 +287,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   const dataset = await readDataset(dataDir, o);
 
   const parts = backboneParts(o);
-  const fineTuning = (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
+  const fineTuning = isFineTuning(o);
   let plan: FineTunePlan | undefined;
   let planOwner: Backbone | undefined;
   if (fineTuning) {
