@@ -80,11 +80,12 @@ function checkPreprocess(mode: string | undefined): Preprocess | undefined {
   return mode as Preprocess;
 }
 
-function checkLayer(model: tf.LayersModel, layer: string, id: string): string {
+function checkLayer(model: tf.LayersModel, layer: string, id: string, resized?: readonly [number, number]): string {
   if (!model.layers.some((l) => l.name === layer)) {
     const names = model.layers.map((l) => l.name);
     const shown = names.length > 12 ? [...names.slice(0, 4), '…', ...names.slice(-7)] : names;
-    throw new UsageError(`--layer ${layer}: ${id} has no such layer (it has ${shown.join(', ')}; \`finetune models layers\` lists all)`);
+    const why = resized ? `; at --input-size ${resized[0]}x${resized[1]} its layers from the Flatten on are left out, as they take only its own size` : '';
+    throw new UsageError(`--layer ${layer}: ${id} has no such layer (it has ${shown.join(', ')}${why}; \`finetune models layers\` lists all)`);
   }
   return layer;
 }
@@ -157,6 +158,6 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
     throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json) or a Keras .h5 file`);
   }
   if (opts.weights) throw new UsageError('--weights applies to registry backbones (vgg16); a backbone given by path carries its own weights');
-  const layer = opts.output ? model.layers[model.layers.length - 1].name : checkLayer(model, opts.layer ?? defaultFeatureLayer(model), spec);
+  const layer = opts.output ? model.layers[model.layers.length - 1].name : checkLayer(model, opts.layer ?? defaultFeatureLayer(model), spec, opts.inputSize);
   return { id: full, source: full, model, layer, preprocess: preprocess ?? guessPreprocess(model, kind), inputSize: inputSizeOf(model, spec), checksum };
 }
