@@ -7,7 +7,7 @@
  * independent check with a quarter of valid/'s sampling error. Writes bench/accuracy.json.
  * Not a test: minutes, real photos. `--only 1,5` runs some recipes.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { evaluate } from '../src/evaluate.ts';
@@ -51,6 +51,7 @@ const resultsFile = path.join('bench', 'accuracy.json');
 const previous: { recipe: string }[] = only ? await readFile(resultsFile, 'utf8').then((t) => JSON.parse(t).rows, () => []) : [];
 const rows: { recipe: string }[] = [];
 const work = await mkdtemp(path.join(os.tmpdir(), 'finetune-accuracy-'));
+const independentView = await asClassFolders(independent, path.join(work, 'independent'));
 
 /** Trains on `dataDir`, saves, reloads and scores the validation split as a user would. */
 async function trainAndScore(dataDir: string, recipe: Recipe, i: number, extra: TrainOptions, alsoOn?: string) {
@@ -76,7 +77,7 @@ try {
     if (only && !only.includes(i + 1)) continue;
     // The full run first, from a clean cache: its time is the honest first-run time.
     const started = performance.now();
-    const { model, scored, other } = await trainAndScore(data, recipe, i, {}, independent);
+    const { model, scored, other } = await trainAndScore(data, recipe, i, {}, independentView);
     const seconds = (performance.now() - started) / 1000 - (other?.seconds ?? 0);
     const held = [];
     for (const seed of SELECTION_SEEDS) held.push((await trainAndScore(path.join(data, 'train'), recipe, i, { layout: 'folders', valSplit: 0.2, seed })).scored.evaluation);
@@ -95,6 +96,16 @@ try {
 }
 const merged = RECIPES.map((r) => rows.find((row) => row.recipe === r.name) ?? previous.find((row) => row.recipe === r.name)).filter((row) => row !== undefined);
 await writeFile(resultsFile, JSON.stringify({ date: new Date().toISOString(), data, selection: { splitOf: 'train/', heldOut: 0.2, seeds: SELECTION_SEEDS }, independent, rows: merged }, null, 2) + '\n');
+
+/** kaggle-flat names its classes cat/dog; the models know cats/dogs: links in class folders under those names. */
+async function asClassFolders(flat: string, dir: string): Promise<string> {
+  const files = (await readdir(path.join(flat, 'train'))).filter((f) => /\.jpe?g$/i.test(f));
+  for (const cls of ['cat', 'dog']) {
+    await mkdir(path.join(dir, `${cls}s`), { recursive: true });
+    for (const f of files.filter((name) => name.startsWith(`${cls}.`))) await symlink(path.join(flat, 'train', f), path.join(dir, `${cls}s`, f));
+  }
+  return dir;
+}
 
 function mean(values: number[]): number {
   return values.reduce((a, b) => a + b, 0) / values.length;

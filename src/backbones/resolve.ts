@@ -25,7 +25,7 @@ export interface Backbone {
 export interface BackboneOptions {
   weights?: string;
   layer?: string;
-  /** Run a fully convolutional network at this [height, width] instead of its declared input size. */
+  /** Run the convolutional part at this [height, width] instead of the declared input size (a Flatten top is left out). */
   inputSize?: readonly [number, number];
   /** Use the network's own output as the features (its ImageNet probabilities); overrides layer. */
   output?: boolean;

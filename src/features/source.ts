@@ -16,7 +16,7 @@ export interface BackboneChoice {
   layer?: string;
   /** The network's own output as features (ImageNet probabilities). */
   output?: boolean;
-  /** Run a fully convolutional backbone at [height, width] instead of its declared size. */
+  /** Run the backbone's convolutional part at [height, width] instead of its declared size. */
   inputSize?: readonly [number, number];
   preprocess?: Preprocess;
   pooling?: Pooling;
