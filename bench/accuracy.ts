@@ -4,7 +4,7 @@
  * the honest first-run time. Each recipe is also scored on three seeded 80/20 splits of train/
  * alone: that hold-out score, never valid/, is what chooses a recipe. The model trained on
  * train/ is also scored on ../shared/data/kaggle-flat (3000 other photos, never trained on): an
- * independent check with a quarter of valid/'s sampling error. Writes bench/accuracy.json.
+ * independent check with about a third of valid/'s sampling error. Writes bench/accuracy.json.
  * Not a test: minutes, real photos. `--only 1,5` runs some recipes.
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
