@@ -88,7 +88,7 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .option('--weights <file>', 'backbone weights file (.h5) instead of looking in the caches')
     .option('--layer <name>', 'layer whose output are the features (vgg16: block5_pool; a path: input of its first Flatten/pooling/Dense); A,B with fused backbones')
     .option('--preprocess <mode>', "pixel preprocessing: caffe, tf, torch or unit (default: the backbone's; tfjs folders: unit); A,B with fused backbones")
-    .option('--input-size <n|HxW>', 'run the backbone's convolutional part at this size (e.g. 320; a Flatten top is left out); A,B with fused backbones')
+    .option('--input-size <n|HxW>', 'run the convolutional part of the backbone at this size (e.g. 320; a Flatten top is left out); A,B with fused backbones')
     .addOption(
       new Option('--pooling <mode>', `how the feature map becomes a vector (avgmax: average and maximum side by side; default: ${defaults.pooling}, ${FINE_TUNE_DEFAULTS.pooling} with --fine-tune)`).choices([...POOLINGS]),
     )
