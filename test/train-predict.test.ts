@@ -167,6 +167,9 @@ describe('train and predict with the library', () => {
   test('one backbone fused with itself at two input sizes (multi-scale): both parts recorded, the saved model predicts as trained', async () => {
     // The tiny backbone ends in Flatten → Dense: at another size that top is left out, and asking for it says why.
     await assert.rejects(train(data.root, { ...options, layer: 'fc1', inputSize: [48, 48] }), (err: Error) => err.name === 'UsageError' && /--layer fc1: .* at --input-size 48x48 its layers from the Flatten on are left out/.test(err.message));
+    const ownSize = await train(data.root, { ...options, layer: 'fc1', inputSize: [32, 32], epochs: 1, ensemble: 1 });
+    assert.equal(ownSize.manifest.backbones[0].layer, 'fc1', 'at its own size the whole network stays');
+    ownSize.head.dispose();
     const result = await train(data.root, { ...options, backbone: [tiny.folder, tiny.folder], inputSize: [[32, 32], [48, 48]], ensemble: 2 });
     try {
       const parts = result.manifest.backbones;

@@ -99,13 +99,16 @@ export function withInputSize(topology: unknown, size: readonly [number, number]
   const holder = (copy.model_config ?? copy) as { config?: unknown };
   // Old Keras saves a Sequential model's config as the bare list of layers.
   const graph = (Array.isArray(holder.config) ? { layers: holder.config } : holder.config) as GraphConfig | undefined;
+  let resized = false;
   for (const layer of graph?.layers ?? []) {
     if (layer.class_name !== 'InputLayer' && !('batch_input_shape' in layer.config)) continue;
     const key = 'batch_input_shape' in layer.config ? 'batch_input_shape' : 'batch_shape';
     const shape = layer.config[key] as (number | null)[] | undefined;
-    if (shape?.length === 4) layer.config[key] = [shape[0] ?? null, size[0], size[1], shape[3]];
+    if (shape?.length !== 4) continue;
+    resized ||= shape[1] !== size[0] || shape[2] !== size[1];
+    layer.config[key] = [shape[0] ?? null, size[0], size[1], shape[3]];
   }
-  if (graph?.layers) {
+  if (graph?.layers && resized) {
     const kept = withoutFixedSizeTop(graph);
     if (Array.isArray(holder.config)) holder.config = kept.layers;
     else holder.config = kept;
