@@ -2,7 +2,7 @@ import * as tf from '../tf.ts';
 import '@tensorflow/tfjs';
 import { createRng, shuffleInPlace } from '../data/random.ts';
 import { buildHead, forward, type HeadOptions } from './model.ts';
-import { featureMoments, type FeatureSet } from './train.ts';
+import { batchTensor, featureMoments, type FeatureSet } from './train.ts';
 
 export interface LrPoint {
   lr: number;
@@ -43,11 +43,7 @@ export function lrRangeTest(train: FeatureSet, classes: number, opts: HeadOption
       if (order.length < opts.batchSize) order = shuffleInPlace(Array.from({ length: train.n }, (_, i) => i), rng);
       const batch = order.splice(0, opts.batchSize);
       const loss = tf.tidy(() => {
-        const rows = new Float32Array(batch.length * train.dim);
-        batch.forEach((i, b) => {
-          for (let j = 0; j < train.dim; j++) rows[b * train.dim + j] = (train.x[i * train.dim + j] - mean[j]) / std[j];
-        });
-        const x = tf.tensor2d(rows, [batch.length, train.dim]);
+        const x = batchTensor(train, batch, mean, std);
         const y = tf.oneHot(tf.tensor1d(batch.map((i) => train.y[i]), 'int32'), classes);
         const cost = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, tf.log(tf.clipByValue(forward(model, x), 1e-7, 1))) as tf.Scalar, true, trainable)!;
         return cost.dataSync()[0];

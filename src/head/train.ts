@@ -75,7 +75,7 @@ export function featureMoments(data: FeatureSet): { mean: Float32Array; std: Flo
 }
 
 /** Rows `indices` of `data`, standardised, as one batch tensor (the dataset never sits on the backend whole). */
-function batchTensor(data: FeatureSet, indices: ArrayLike<number>, mean: Float32Array, std: Float32Array): tf.Tensor2D {
+export function batchTensor(data: FeatureSet, indices: ArrayLike<number>, mean: Float32Array, std: Float32Array): tf.Tensor2D {
   const { x, dim } = data;
   const out = new Float32Array(indices.length * dim);
   for (let b = 0; b < indices.length; b++) {
