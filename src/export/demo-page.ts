@@ -56,7 +56,7 @@ export function demoPage(opts: { title: string; preprocessing: ExportedPreproces
 <h1>${escapeHtml(opts.title)}</h1>
 <p>Classes: ${output.classes.map(escapeHtml).join(', ')}. Photos stay on this computer: nothing is uploaded.</p>
 <div id="drop">
-  <p>Drop photos here, or <label><input id="files" type="file" accept="image/*" multiple> choose them</label>.</p>
+  <p>Drop photos here, or choose them: <input id="files" type="file" accept="image/*" multiple></p>
 </div>
 <p id="status">Loading the model…</p>
 <ol id="results"></ol>

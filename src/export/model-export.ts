@@ -84,7 +84,7 @@ export async function exportModel(model: FinetuneModel, out: string, opts: Expor
       if (opts.withDemo) {
         await writeFile(path.join(tmp, 'demo-model.js'), demoModelScript(await inMemoryArtifacts(pixelModel)));
         await copyFile(tfjsBrowserBundle(), path.join(tmp, DEMO_RUNTIME));
-        await writeFile(path.join(tmp, 'index.html'), demoPage({ title: path.basename(path.resolve(out)), preprocessing }));
+        await writeFile(path.join(tmp, 'index.html'), demoPage({ title: path.basename(path.resolve(model.dir)), preprocessing }));
       }
     } finally {
       pixelModel.dispose();
