@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,6 +24,10 @@ let heldOut: HeldOutImage[];
 let tinyA: TinyBackboneFiles;
 let tinyB: TinyBackboneFiles;
 const savedHome = process.env.FINETUNE_HOME;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SHARED = path.join(ROOT, '..', 'shared');
+const DARKNET = path.join(SHARED, 'backbones', 'darknet-tiny');
+const DOGSCATS = path.join(SHARED, 'data', 'dogscats');
 const engine = { engine: 'tfjs', backend: 'cpu', cacheDir: false } as const;
 
 before(async () => {
@@ -118,7 +126,7 @@ describe('export: the exported model gives predict’s probabilities', () => {
       for (const format of ['onnx', 'tfjs'] as const) {
         test(`${format}: within 1e-4 of predict on every image and class`, async (t) => {
           const out = path.join(tmp, 'exports', `${model.manifest.backbones.length}-${format}`);
-          await import('node:fs/promises').then((fs) => fs.mkdir(path.dirname(out), { recursive: true }));
+          await mkdir(path.dirname(out), { recursive: true });
           const result = await exportModel(model, out, { format });
           assert.equal(result.dir, out);
           assert.deepEqual(JSON.parse(await readFile(path.join(out, 'labels.json'), 'utf8')), model.classes);
@@ -158,6 +166,24 @@ describe('export: the files beside the model', () => {
     assert.match(readme, /float32 \[N, 32, 32, 3\], RGB, values 0–255/);
   });
 
+  test('the README’s onnxruntime-node example runs as written and prints predict’s label and probability', async () => {
+    const out = path.join(tmp, 'files-onnx');
+    const readme = await readFile(path.join(out, 'README.md'), 'utf8');
+    const example = /## onnxruntime-node\n\n```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(example, 'an onnxruntime-node code block');
+    assert.ok(example.split('\n').length <= 13, 'about ten lines');
+    await writeFile(path.join(out, 'classify.mjs'), example);
+    // The receiver installs onnxruntime-node and sharp; here they come from this checkout.
+    await symlink(path.join(ROOT, 'node_modules'), path.join(out, 'node_modules'));
+    const photo = heldOut[0].path;
+    const { stdout } = await promisify(execFile)(process.execPath, [path.join(out, 'classify.mjs'), photo]);
+    const [label, probability] = stdout.trim().split(' ');
+    const [expected] = await predict(model, [photo], engine);
+    assert.ok('label' in expected);
+    assert.equal(label, expected.label);
+    assert.ok(Math.abs(Number(probability) - expected.probability) < 1e-4, `${stdout} vs ${expected.probability}`);
+  });
+
   test('an existing OUT is refused before any work, and a failed export leaves nothing behind', async () => {
     const out = path.join(tmp, 'files-onnx');
     await assert.rejects(exportModel(model, out, { format: 'onnx' }), /already exists: choose a new folder/);
@@ -165,7 +191,7 @@ describe('export: the files beside the model', () => {
     const moved = { ...model, manifest: { ...model.manifest, backbones: model.manifest.backbones.map((b) => ({ ...b, id: path.join(tmp, 'gone') })) } };
     await assert.rejects(exportModel(moved, path.join(tmp, 'never'), {}));
     assert.equal(await stat(path.join(tmp, 'never')).catch(() => null), null);
-    assert.deepEqual((await import('node:fs/promises').then((fs) => fs.readdir(tmp))).filter((n) => n.includes('.export-')), []);
+    assert.deepEqual((await readdir(tmp)).filter((n) => n.includes('.export-')), []);
   });
 
   test('fused backbones of different input sizes are refused with the reason', async () => {
@@ -197,4 +223,35 @@ test('finetune export on the command line: file list, exit 0; its ONNX model agr
   const classes = JSON.parse(await readFile(path.join(out, 'labels.json'), 'utf8')) as string[];
   const got = await runExported(out, 'onnx', await pixelsOf(heldOut.map((h) => h.path), [32, 32], 'squash'), heldOut.length, [32, 32]);
   rows.forEach((r, i) => classes.forEach((c, j) => assert.ok(Math.abs(r.probabilities[c] - got[i * classes.length + j]) < 1e-4, `${heldOut[i].path} ${c}: ${r.probabilities[c]} vs ${got[i * classes.length + j]}`)));
+});
+
+test('darknet-tiny (../shared) trained on 24 real photos: ONNX and tfjs exports give predict’s probabilities', { skip: existsSync(DARKNET) && existsSync(DOGSCATS) ? undefined : `${SHARED} not present: the real-network export check is skipped` }, async (t) => {
+  const subset = path.join(tmp, 'dogscats-subset');
+  for (const [split, n] of [['train', 8], ['valid', 4]] as const) {
+    for (const c of ['cats', 'dogs']) {
+      await mkdir(path.join(subset, split, c), { recursive: true });
+      for (const f of (await readdir(path.join(DOGSCATS, split, c))).sort().slice(0, n)) await symlink(path.join(DOGSCATS, split, c, f), path.join(subset, split, c, f));
+    }
+  }
+  const result = await train(subset, { backbone: DARKNET, cacheDir: false, epochs: 5, seed: 1, ensemble: 2 });
+  const dir = path.join(tmp, 'models', 'darknet');
+  await saveModel(dir, result, { remember: false });
+  result.head.dispose();
+  const model = await loadModel(dir);
+  try {
+    const photos = (await readdir(path.join(DOGSCATS, 'valid', 'dogs'))).sort().slice(-3).map((f) => path.join(DOGSCATS, 'valid', 'dogs', f));
+    const expected = await predict(model, photos, { cacheDir: false });
+    const pixels = await pixelsOf(photos, [224, 224], 'squash');
+    for (const format of ['onnx', 'tfjs'] as const) {
+      const out = path.join(tmp, `darknet-${format}`);
+      await exportModel(model, out, { format });
+      const got = await runExported(out, format, pixels, photos.length, [224, 224]);
+      let worst = 0;
+      expected.forEach((p, i) => model.classes.forEach((c, j) => (worst = Math.max(worst, Math.abs((p as { probabilities: Record<string, number> }).probabilities[c] - got[i * 2 + j])))));
+      t.diagnostic(`${format}: largest |exported − predict| ${worst.toExponential(2)}`);
+      assert.ok(worst < 1e-4, `${format}: largest difference ${worst}`);
+    }
+  } finally {
+    model.head.dispose();
+  }
 });
