@@ -127,14 +127,15 @@ test('the demo in headless Chromium shows predict’s labels and probabilities (
   assert.ok(worst < 1e-4, `largest difference ${worst}`);
 });
 
-test('photos larger than the input: the canvas resize differs from sharp’s lanczos3 by a measured amount', { skip }, async (t) => {
+test('photos larger than the input: the page’s lanczos3 comes close to sharp’s but is not libvips’s arithmetic (measured, not equal)', { skip }, async (t) => {
   const files = heldOut.map((h) => h.path);
   const expected = await predict(model, files, engine);
   const { shown, problems } = await runDemo(files);
   assert.deepEqual(problems, []);
   const worst = largestDifference(shown, expected);
-  // Synthetic stripes and checkers alias differently under the two kernels: the gap is large here
-  // (≈ 0.46 measured), which is why the page's agreement is claimed at the input size only.
-  t.diagnostic(`largest |page − predict| for 64×64 JPEGs resized to 32×32 by the browser: ${worst.toExponential(2)}`);
-  assert.ok(worst > 0, 'the browser resized with its own kernel');
+  // libvips computes its lanczos3 in fixed point with quantised tap positions; the page in
+  // floating point. Pixels then differ by a few levels, so the agreement to 3 decimals is claimed
+  // at the input size only (the test above); this one records the gap for larger photos.
+  t.diagnostic(`largest |page − predict| for 64×64 JPEGs resized to 32×32 in the page: ${worst.toExponential(2)}`);
+  assert.ok(worst < 0.2, `largest difference ${worst}: the page resizes far from sharp`);
 });

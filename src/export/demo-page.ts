@@ -83,30 +83,87 @@ const ready = (async () => {
 })();
 ready.catch((err) => { statusLine.textContent = 'The model did not load: ' + err.message; statusLine.className = 'error'; });
 
-/** The resize finetune does (preprocess.json): squash = stretch to the size, crop = cover and cut the centre. */
+/**
+ * The resize finetune does (preprocess.json): sharp's lanczos3, rewritten here because a canvas
+ * resize uses the browser's own kernel (measured on real photos: up to 0.16 apart in probability
+ * for darknet-tiny, against 0.01 with this). Vertical pass first, rounded to bytes between the
+ * passes, as libvips does; squash = stretch to the size, crop = scale to cover and cut the centre.
+ */
+function lanczos(x) {
+  if (x === 0) return 1;
+  if (x <= -3 || x >= 3) return 0;
+  const p = Math.PI * x;
+  return (3 * Math.sin(p) * Math.sin(p / 3)) / (p * p);
+}
+
+/** One axis resampled to outLength samples, for every position along the other axis. */
+function resample(src, width, height, outLength, vertical) {
+  const n = vertical ? height : width;
+  const outWidth = vertical ? width : outLength;
+  const outHeight = vertical ? outLength : height;
+  const out = new Uint8ClampedArray(outWidth * outHeight * 3);
+  const scale = n / outLength;
+  const stretch = Math.max(scale, 1);
+  for (let o = 0; o < outLength; o++) {
+    const centre = (o + 0.5) * scale - 0.5;
+    const taps = [];
+    let sum = 0;
+    for (let i = Math.floor(centre - 3 * stretch); i <= Math.ceil(centre + 3 * stretch); i++) {
+      const w = lanczos((i - centre) / stretch);
+      if (w === 0) continue;
+      taps.push([Math.min(n - 1, Math.max(0, i)), w]);
+      sum += w;
+    }
+    const across = vertical ? width : height;
+    for (let q = 0; q < across; q++) {
+      for (let c = 0; c < 3; c++) {
+        let acc = 0;
+        for (const [i, w] of taps) acc += w * src[(vertical ? i * width + q : q * width + i) * 3 + c];
+        out[(vertical ? o * width + q : q * outLength + o) * 3 + c] = Math.round(acc / sum);
+      }
+    }
+  }
+  return out;
+}
+
 function toPixels(bitmap, canvas) {
   const { width, height } = CONFIG;
-  canvas.width = width;
-  canvas.height = height;
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
   const cx = canvas.getContext('2d', { willReadFrequently: true });
   cx.fillStyle = '#ffffff';
-  cx.fillRect(0, 0, width, height);
-  cx.imageSmoothingEnabled = true;
-  cx.imageSmoothingQuality = 'high';
-  if (CONFIG.mode === 'crop') {
-    const scale = Math.max(width / bitmap.width, height / bitmap.height);
-    const sw = width / scale, sh = height / scale;
-    cx.drawImage(bitmap, (bitmap.width - sw) / 2, (bitmap.height - sh) / 2, sw, sh, 0, 0, width, height);
-  } else {
-    cx.drawImage(bitmap, 0, 0, width, height);
-  }
-  const rgba = cx.getImageData(0, 0, width, height).data;
-  const pixels = new Float32Array(width * height * 3);
+  cx.fillRect(0, 0, bitmap.width, bitmap.height);
+  cx.drawImage(bitmap, 0, 0);
+  const rgba = cx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  let rgb = new Uint8ClampedArray(bitmap.width * bitmap.height * 3);
   for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    pixels[j] = rgba[i];
-    pixels[j + 1] = rgba[i + 1];
-    pixels[j + 2] = rgba[i + 2];
+    rgb[j] = rgba[i];
+    rgb[j + 1] = rgba[i + 1];
+    rgb[j + 2] = rgba[i + 2];
   }
+  let w = bitmap.width, h = bitmap.height;
+  let targetW = width, targetH = height;
+  if (CONFIG.mode === 'crop') {
+    const s = Math.max(width / w, height / h);
+    targetW = Math.max(width, Math.round(w * s));
+    targetH = Math.max(height, Math.round(h * s));
+  }
+  if (targetH !== h) { rgb = resample(rgb, w, h, targetH, true); h = targetH; }
+  if (targetW !== w) { rgb = resample(rgb, w, h, targetW, false); w = targetW; }
+  const left = Math.floor((w - width) / 2), top = Math.floor((h - height) / 2);
+  const pixels = new Float32Array(width * height * 3);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width * 3; x++) pixels[y * width * 3 + x] = rgb[((y + top) * w + left) * 3 + x];
+  // The thumbnail: what the model saw.
+  canvas.width = width;
+  canvas.height = height;
+  const shown = cx.createImageData(width, height);
+  for (let i = 0, j = 0; j < pixels.length; i += 4, j += 3) {
+    shown.data[i] = pixels[j];
+    shown.data[i + 1] = pixels[j + 1];
+    shown.data[i + 2] = pixels[j + 2];
+    shown.data[i + 3] = 255;
+  }
+  cx.putImageData(shown, 0, 0);
   return pixels;
 }
 
