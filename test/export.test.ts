@@ -12,6 +12,8 @@ import onnxProto from 'onnx-proto';
 import * as tf from '../src/tf.ts';
 import { exportModel, loadModel, predict, saveModel, train, type ExportFormat, type FinetuneModel, type TrainOptions } from '../src/index.ts';
 import { readTfjsFolder } from '../src/backbones/tfjs-folder.ts';
+import { saveBundle } from '../src/bundle/save.ts';
+import { buildFineTuneModel, planFineTune } from '../src/head/fine-tune.ts';
 import { decodeImage, loadFile } from '../src/data/image.ts';
 import { makeHeldOutImages, makeImageDataset, type HeldOutImage, type ImageDataset } from './fixtures/images.ts';
 import { errorLines, jsonLines, runFinetune, show } from './fixtures/models-cli.ts';
@@ -141,6 +143,46 @@ describe('export: the exported model gives predict’s probabilities', () => {
         });
       }
     });
+  }
+});
+
+test('a fine-tuned bundle (head = the unfrozen backbone layers + head): the export runs the bundle’s tuned weights, not the backbone file’s', async (t) => {
+  const plain = await trainedModel('before-fine-tune', { backbone: tinyA.folder, hidden: 0, pooling: 'max' });
+  const backbone = await tf.loadLayersModel(tf.io.fromMemory((await readTfjsFolder(path.join(tinyA.folder, 'model.json'))).artifacts));
+  const dir = path.join(tmp, 'models', 'fine-tuned');
+  try {
+    // The bundle train --fine-tune 1 writes: features cut at block1_pool, block2_conv1 (here
+    // with changed weights, as training would change them) and the pooling inside the head.
+    const plan = planFineTune(backbone, 'block2_pool', { layers: 1 });
+    const tuned = buildFineTuneModel(plan, 'max', plain.head as tf.Sequential);
+    const conv = tuned.getLayer('block2_conv1');
+    const changed = tf.tidy(() => conv.getWeights().map((w) => tf.mul(w, 1.5)));
+    conv.setWeights(changed);
+    tf.dispose(changed);
+    const mapSize = plan.mapShape.reduce((a, b) => a * b, 1);
+    const record = { ...plain.manifest.backbones[0], layer: plan.cutLayer, pooling: 'flatten' as const, featureSize: mapSize };
+    await saveBundle(dir, tuned, { ...plain.manifest, backbones: [record], featureSize: mapSize });
+    tuned.dispose();
+  } finally {
+    backbone.dispose();
+  }
+  const model = await loadModel(dir, { backend: 'cpu' });
+  try {
+    const paths = heldOut.map((h) => h.path);
+    const before = await predict(plain, paths, engine);
+    const after = await predict(model, paths, engine);
+    const moved = Math.max(...after.map((p, i) => Math.abs((p as { probability: number }).probability - (before[i] as { probabilities: Record<string, number> }).probabilities[(p as { label: string }).label])));
+    assert.ok(moved > 1e-3, `the tuned weights change the predictions (by ${moved})`);
+    for (const format of ['onnx', 'tfjs'] as const) {
+      const out = path.join(tmp, `fine-tuned-${format}`);
+      await exportModel(model, out, { format });
+      const worst = await largestDifference(model, out, format);
+      t.diagnostic(`${format}: largest |exported − predict| ${worst.toExponential(2)}`);
+      assert.ok(worst < 1e-4, `${format}: largest difference ${worst}`);
+    }
+  } finally {
+    model.head.dispose();
+    plain.head.dispose();
   }
 });
 
