@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -138,4 +140,40 @@ test('photos larger than the input: the page’s lanczos3 comes close to sharp�
   // at the input size only (the test above); this one records the gap for larger photos.
   t.diagnostic(`largest |page − predict| for 64×64 JPEGs resized to 32×32 in the page: ${worst.toExponential(2)}`);
   assert.ok(worst < 0.2, `largest difference ${worst}: the page resizes far from sharp`);
+});
+
+test('the README’s @tensorflow/tfjs example, served over http, prints predict’s label and probability', { skip }, async () => {
+  const readme = await readFile(path.join(exported, 'README.md'), 'utf8');
+  const example = /## @tensorflow\/tfjs[^\n]*\n\n```html\n([\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(example, 'a tfjs code block');
+  // A PNG at the input size, so the canvas copies pixels and the numbers must match exactly.
+  await sharp(heldOut[1].path).resize(32, 32, { fit: 'fill' }).png().toFile(path.join(exported, 'photo.png'));
+  await writeFile(path.join(exported, 'example.html'), example.replace('photo.jpg', 'photo.png'));
+  const server = http.createServer(async (req, res) => {
+    const name = path.basename(new URL(req.url ?? '/', 'http://x').pathname);
+    if (name === 'favicon.ico') return void res.writeHead(204).end(); // the browser asks on its own
+    const body = await readFile(path.join(exported, name)).catch(() => null);
+    const type = name.endsWith('.html') ? 'text/html' : name.endsWith('.js') ? 'text/javascript' : name.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    res.writeHead(body ? 200 : 404, { 'content-type': type }).end(body ?? '');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(m.text());
+    });
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/example.html`);
+    await page.waitForFunction(() => /\d\.\d{3}$/.test(document.body.innerText.trim()), undefined, { timeout: 30_000 });
+    const text = (await page.evaluate(() => document.body.innerText)).trim();
+    const [expected] = await predict(model, [path.join(exported, 'photo.png')], engine);
+    assert.ok('label' in expected);
+    assert.deepEqual(problems, []);
+    assert.equal(text, `${expected.label} ${expected.probability.toFixed(3)}`);
+  } finally {
+    await browser.close();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
