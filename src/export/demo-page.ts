@@ -150,7 +150,8 @@ function toPixels(bitmap, canvas) {
   }
   if (targetH !== h) { rgb = resample(rgb, w, h, targetH, true); h = targetH; }
   if (targetW !== w) { rgb = resample(rgb, w, h, targetW, false); w = targetW; }
-  const left = Math.floor((w - width) / 2), top = Math.floor((h - height) / 2);
+  // sharp centres an odd remainder to the right and down: (d + 1) / 2.
+  const left = Math.floor((w - width + 1) / 2), top = Math.floor((h - height + 1) / 2);
   const pixels = new Float32Array(width * height * 3);
   for (let y = 0; y < height; y++) for (let x = 0; x < width * 3; x++) pixels[y * width * 3 + x] = rgb[((y + top) * w + left) * 3 + x];
   // The thumbnail: what the model saw.
