@@ -5,6 +5,7 @@ import { packageVersion } from '../package-root.ts';
 import { registerCache } from './cache.ts';
 import { registerData } from './data.ts';
 import { registerEvaluate } from './evaluate.ts';
+import { registerExport } from './export.ts';
 import { registerLrFind } from './lr-find.ts';
 import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
@@ -33,6 +34,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerCache(program);
   registerModels(program);
   registerData(program);
+  registerExport(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   all(program).forEach((c) => c.exitOverride());
   return program;

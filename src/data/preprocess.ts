@@ -40,3 +40,22 @@ export function preprocess(rgb: Uint8Array, mode: Preprocess): Float32Array {
   preprocessInto(rgb, mode, out);
   return out;
 }
+
+/**
+ * The same preprocessing as one per-pixel affine map out = x·kernel + bias on RGB 0–255
+ * (kernel[in][out]: caffe's RGB→BGR is a permutation): the form an exported model carries it in,
+ * as a 1×1 convolution, so every runtime that runs convolutions runs the preprocessing too.
+ */
+export function preprocessAffine(mode: Preprocess): { kernel: number[][]; bias: number[] } {
+  const diagonal = (scale: number[]) => scale.map((s, i) => scale.map((_, o) => (i === o ? s : 0)));
+  switch (mode) {
+    case 'caffe':
+      return { kernel: [[0, 0, 1], [0, 1, 0], [1, 0, 0]], bias: CAFFE_MEAN_BGR.map((m) => -m) };
+    case 'tf':
+      return { kernel: diagonal([1 / 127.5, 1 / 127.5, 1 / 127.5]), bias: [-1, -1, -1] };
+    case 'torch':
+      return { kernel: diagonal(TORCH_STD.map((s) => 1 / (255 * s))), bias: TORCH_MEAN.map((m, c) => -m / TORCH_STD[c]) };
+    case 'unit':
+      return { kernel: diagonal([1 / 255, 1 / 255, 1 / 255]), bias: [0, 0, 0] };
+  }
+}
