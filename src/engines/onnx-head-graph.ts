@@ -1,0 +1,193 @@
+import onnxProto from 'onnx-proto';
+import { OPSET } from './onnx-graph.ts';
+
+const { onnx } = onnxProto;
+const FLOAT = onnx.TensorProto.DataType.FLOAT;
+
+/**
+ * The head's training step as one ONNX graph of standard operators, for K heads at once:
+ * forward (MatMul → ReLU → dropout mask → MatMul → Softmax), the weighted cross-entropy's
+ * gradient, backward through both layers, and Adam. Weights are [K, in, out] and each head
+ * gets its own batch [K, B, D], so every GEMM is a batched MatMul and one run moves all K.
+ */
+export interface HeadGraphShape {
+  heads: number;
+  dim: number;
+  /** Hidden units; 0 = one linear layer. */
+  hidden: number;
+  classes: number;
+  dropout: boolean;
+}
+
+/** Parameter tensors in the order the step reads and writes them (Keras's getWeights order). */
+export function paramShapes(s: HeadGraphShape): { name: string; dims: number[] }[] {
+  if (s.hidden === 0) return [
+    { name: 'w_out', dims: [s.heads, s.dim, s.classes] },
+    { name: 'b_out', dims: [s.heads, 1, s.classes] },
+  ];
+  return [
+    { name: 'w_hidden', dims: [s.heads, s.dim, s.hidden] },
+    { name: 'b_hidden', dims: [s.heads, 1, s.hidden] },
+    { name: 'w_out', dims: [s.heads, s.hidden, s.classes] },
+    { name: 'b_out', dims: [s.heads, 1, s.classes] },
+  ];
+}
+
+/** Adam's constants; tfjs's defaults (tf.train.adam), so both engines follow one recipe. */
+export const ADAM = Object.freeze({ beta1: 0.9, beta2: 0.999, epsilon: 1e-7 });
+/** tfjs clips the picked probability to [1e-7, 1] before the log: rows below get no gradient. */
+export const PROB_FLOOR = 1e-7;
+
+class Builder {
+  readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  readonly initializers: onnxProto.onnx.ITensorProto[] = [];
+  private count = 0;
+
+  op(opType: string, inputs: string[], attrs: Record<string, number | number[]> = {}, output?: string): string {
+    const out = output ?? `${opType.toLowerCase()}_${this.count++}`;
+    this.nodes.push({
+      opType,
+      name: `${out}/node`,
+      input: inputs,
+      output: [out],
+      attribute: Object.entries(attrs).map(([name, v]) =>
+        Array.isArray(v) ? { name, type: onnx.AttributeProto.AttributeType.INTS, ints: v } : { name, type: onnx.AttributeProto.AttributeType.INT, i: v },
+      ),
+    });
+    return out;
+  }
+
+  scalar(name: string, value: number): string {
+    const data = Float32Array.of(value);
+    this.initializers.push({ name, dataType: FLOAT, dims: [], rawData: new Uint8Array(data.buffer) });
+    return name;
+  }
+
+  int64s(name: string, values: number[]): string {
+    const data = BigInt64Array.from(values, BigInt);
+    this.initializers.push({ name, dataType: onnx.TensorProto.DataType.INT64, dims: [values.length], rawData: new Uint8Array(data.buffer) });
+    return name;
+  }
+
+  /** a·b for [K, m, n]·[K, n, p] with a (or b) transposed first on its last two axes. */
+  matmulT(a: string, b: string, transposeA: boolean, transposeB: boolean): string {
+    const t = (x: string, yes: boolean) => (yes ? this.op('Transpose', [x], { perm: [0, 2, 1] }) : x);
+    return this.op('MatMul', [t(a, transposeA), t(b, transposeB)]);
+  }
+
+  encode(name: string, inputs: Io[], outputs: Io[]): Uint8Array {
+    const info = ({ name: n, dims }: Io): onnxProto.onnx.IValueInfoProto => ({
+      name: n,
+      type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } } },
+    });
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: 'finetune',
+      opsetImport: [{ domain: '', version: OPSET }],
+      graph: { name, node: this.nodes, initializer: this.initializers, input: inputs.map(info), output: outputs.map(info) },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}
+
+type Io = { name: string; dims: (number | string)[] };
+
+/** Forward through the K heads; returns the logits and what backward needs. */
+function forwardPass(g: Builder, s: HeadGraphShape, x: string, training: boolean) {
+  if (s.hidden === 0) return { logits: g.op('Add', [g.op('MatMul', [x, 'w_out']), 'b_out']), z1: '', a: '' };
+  const z1 = g.op('Add', [g.op('MatMul', [x, 'w_hidden']), 'b_hidden']);
+  const relu = g.op('Relu', [z1]);
+  const a = training && s.dropout ? g.op('Mul', [relu, 'dropout_mask']) : relu;
+  return { logits: g.op('Add', [g.op('MatMul', [a, 'w_out']), 'b_out']), z1, a };
+}
+
+/**
+ * Inputs: the parameters and their Adam moments (`m_NAME`, `v_NAME`), `x` [K, B, D] already
+ * standardised, `onehot` [K, B, C], `row_weight` [K, B, 1] (the row's class weight over the
+ * batch's sum, so the loss is tfjs's weighted mean), `dropout_mask` [K, B, H] (already scaled
+ * by 1/keep), `step_size` [K, 1, 1] = lr·√(1−β₂ᵗ)/(1−β₁ᵗ) (0 freezes a head that has stopped),
+ * and `epsilon_hat` [1] = ε·√(1−β₂ᵗ): tfjs's m̂/(√v̂ + ε) with the corrections moved outside.
+ * Outputs: `probs` [K, B, C] and the updated `new_*` tensors.
+ */
+export function headStepGraph(s: HeadGraphShape): Uint8Array {
+  return stepGraph(s, true);
+}
+
+/** The step's forward and backward without the update: `probs` and `grad_NAME` (for gradient checks). */
+export function headGradientGraph(s: HeadGraphShape): Uint8Array {
+  return stepGraph(s, false);
+}
+
+function stepGraph(s: HeadGraphShape, adamInGraph: boolean): Uint8Array {
+  const g = new Builder();
+  const params = paramShapes(s);
+  const { logits, z1, a } = forwardPass(g, s, 'x', true);
+  const probs = g.op('Softmax', [logits], { axis: -1 }, 'probs');
+  const last = g.int64s('axis_last', [-1]);
+  const batchAxis = g.int64s('axis_batch', [1]);
+  // d(loss)/d(logits) = (p − y) · w_row for rows whose picked probability is above tfjs's clip.
+  const picked = g.op('ReduceSum', [g.op('Mul', [probs, 'onehot']), last], { keepdims: 1 });
+  const rowScale = g.op('Where', [g.op('GreaterOrEqual', [picked, g.scalar('prob_floor', PROB_FLOOR)]), 'row_weight', g.scalar('zero', 0)]);
+  const dLogits = g.op('Mul', [g.op('Sub', [probs, 'onehot']), rowScale]);
+
+  const grads = new Map<string, string>();
+  grads.set('b_out', g.op('ReduceSum', [dLogits, batchAxis], { keepdims: 1 }));
+  if (s.hidden === 0) {
+    grads.set('w_out', g.matmulT('x', dLogits, true, false));
+  } else {
+    grads.set('w_out', g.matmulT(a, dLogits, true, false));
+    let dA = g.matmulT(dLogits, 'w_out', false, true);
+    if (s.dropout) dA = g.op('Mul', [dA, 'dropout_mask']);
+    // ReLU's gradient as a mask: where the pre-activation was positive.
+    const dZ1 = g.op('Where', [g.op('Greater', [z1, 'zero']), dA, 'zero']);
+    grads.set('b_hidden', g.op('ReduceSum', [dZ1, batchAxis], { keepdims: 1 }));
+    grads.set('w_hidden', g.matmulT('x', dZ1, true, false));
+  }
+
+  if (!adamInGraph) {
+    for (const { name } of params) g.op('Identity', [grads.get(name)!], {}, `grad_${name}`);
+    const k = s.heads;
+    return g.encode(
+      'head_grad',
+      [...params, { name: 'x', dims: [k, 'B', s.dim] }, { name: 'onehot', dims: [k, 'B', s.classes] }, { name: 'row_weight', dims: [k, 'B', 1] }, ...(s.hidden > 0 && s.dropout ? [{ name: 'dropout_mask', dims: [k, 'B', s.hidden] }] : [])],
+      [{ name: 'probs', dims: [k, 'B', s.classes] }, ...params.map((p) => ({ name: `grad_${p.name}`, dims: p.dims }))],
+    );
+  }
+  // Adam in as few passes over the weights as the algebra allows (each op streams whole
+  // tensors through memory): m += (1−β₁)(g − m); v += (1−β₂)(g² − v);
+  // w −= step·m/(√v + ε̂), with the bias corrections folded into step and ε̂ by the caller.
+  const oneMinusBeta1 = g.scalar('one_minus_beta1', 1 - ADAM.beta1);
+  const oneMinusBeta2 = g.scalar('one_minus_beta2', 1 - ADAM.beta2);
+  for (const { name } of params) {
+    const grad = grads.get(name)!;
+    const m = g.op('Add', [`m_${name}`, g.op('Mul', [g.op('Sub', [grad, `m_${name}`]), oneMinusBeta1])], {}, `new_m_${name}`);
+    const v = g.op('Add', [`v_${name}`, g.op('Mul', [g.op('Sub', [g.op('Mul', [grad, grad]), `v_${name}`]), oneMinusBeta2])], {}, `new_v_${name}`);
+    const ratio = g.op('Div', [m, g.op('Add', [g.op('Sqrt', [v]), 'epsilon_hat'])]);
+    g.op('Sub', [name, g.op('Mul', [ratio, 'step_size'])], {}, `new_${name}`);
+  }
+
+  const k = s.heads;
+  const width = s.hidden || s.classes;
+  const inputs: Io[] = [
+    ...params.flatMap((p) => [p, { name: `m_${p.name}`, dims: p.dims }, { name: `v_${p.name}`, dims: p.dims }]),
+    { name: 'x', dims: [k, 'B', s.dim] },
+    { name: 'onehot', dims: [k, 'B', s.classes] },
+    { name: 'row_weight', dims: [k, 'B', 1] },
+    ...(s.hidden > 0 && s.dropout ? [{ name: 'dropout_mask', dims: [k, 'B', width] }] : []),
+    { name: 'step_size', dims: [k, 1, 1] },
+    { name: 'epsilon_hat', dims: [1] },
+  ];
+  const outputs: Io[] = [
+    { name: 'probs', dims: [k, 'B', s.classes] },
+    ...params.flatMap((p) => [`new_${p.name}`, `new_m_${p.name}`, `new_v_${p.name}`].map((name) => ({ name, dims: p.dims }))),
+  ];
+  return g.encode('head_step', inputs, outputs);
+}
+
+/** Logits of all K heads for one set of rows: `x` [N, D] (standardised) → `logits` [K, N, C]. */
+export function headEvalGraph(s: HeadGraphShape): Uint8Array {
+  const g = new Builder();
+  const { logits } = forwardPass(g, s, 'x', false);
+  g.op('Identity', [logits], {}, 'logits');
+  return g.encode('head_eval', [...paramShapes(s), { name: 'x', dims: ['N', s.dim] }], [{ name: 'logits', dims: [s.heads, 'N', s.classes] }]);
+}
