@@ -92,102 +92,131 @@ class Builder {
 
 type Io = { name: string; dims: (number | string)[] };
 
+/** Tensor names of one step's forward pass: its parameters, input rows and dropout mask. */
+interface StepNames {
+  w: Record<string, string>;
+  x: string;
+  mask: string;
+}
+
 /** Forward through the K heads; returns the logits and what backward needs. */
-function forwardPass(g: Builder, s: HeadGraphShape, x: string, training: boolean) {
-  if (s.hidden === 0) return { logits: g.op('Add', [g.op('MatMul', [x, 'w_out']), 'b_out']), z1: '', a: '' };
-  const z1 = g.op('Add', [g.op('MatMul', [x, 'w_hidden']), 'b_hidden']);
+function forwardPass(g: Builder, s: HeadGraphShape, n: StepNames, training: boolean) {
+  if (s.hidden === 0) return { logits: g.op('Add', [g.op('MatMul', [n.x, n.w.w_out]), n.w.b_out]), z1: '', a: '' };
+  const z1 = g.op('Add', [g.op('MatMul', [n.x, n.w.w_hidden]), n.w.b_hidden]);
   const relu = g.op('Relu', [z1]);
-  const a = training && s.dropout ? g.op('Mul', [relu, 'dropout_mask']) : relu;
-  return { logits: g.op('Add', [g.op('MatMul', [a, 'w_out']), 'b_out']), z1, a };
+  const a = training && s.dropout ? g.op('Mul', [relu, n.mask]) : relu;
+  return { logits: g.op('Add', [g.op('MatMul', [a, n.w.w_out]), n.w.b_out]), z1, a };
+}
+
+const identityNames = (s: HeadGraphShape) => Object.fromEntries(paramShapes(s).map((p) => [p.name, p.name]));
+
+/** Gradients of the weighted cross-entropy with respect to each parameter, and the batch's probabilities. */
+function backwardPass(g: Builder, s: HeadGraphShape, n: StepNames & { onehot: string; rowWeight: string; probs: string }) {
+  const { logits, z1, a } = forwardPass(g, s, n, true);
+  const probs = g.op('Softmax', [logits], { axis: -1 }, n.probs);
+  // d(loss)/d(logits) = (p − y) · w_row for rows whose picked probability is above tfjs's clip.
+  const picked = g.op('ReduceSum', [g.op('Mul', [probs, n.onehot]), 'axis_last'], { keepdims: 1 });
+  const rowScale = g.op('Where', [g.op('GreaterOrEqual', [picked, 'prob_floor']), n.rowWeight, 'zero']);
+  const dLogits = g.op('Mul', [g.op('Sub', [probs, n.onehot]), rowScale]);
+  const grads = new Map<string, string>();
+  grads.set('b_out', g.op('ReduceSum', [dLogits, 'axis_batch'], { keepdims: 1 }));
+  if (s.hidden === 0) {
+    grads.set('w_out', g.matmulT(n.x, dLogits, true, false));
+  } else {
+    grads.set('w_out', g.matmulT(a, dLogits, true, false));
+    let dA = g.matmulT(dLogits, n.w.w_out, false, true);
+    if (s.dropout) dA = g.op('Mul', [dA, n.mask]);
+    // ReLU's gradient as a mask: where the pre-activation was positive.
+    const dZ1 = g.op('Where', [g.op('Greater', [z1, 'zero']), dA, 'zero']);
+    grads.set('b_hidden', g.op('ReduceSum', [dZ1, 'axis_batch'], { keepdims: 1 }));
+    grads.set('w_hidden', g.matmulT(n.x, dZ1, true, false));
+  }
+  return grads;
+}
+
+function constants(g: Builder): void {
+  g.int64s('axis_last', [-1]);
+  g.int64s('axis_batch', [1]);
+  g.scalar('prob_floor', PROB_FLOOR);
+  g.scalar('zero', 0);
+  g.scalar('one_minus_beta1', 1 - ADAM.beta1);
+  g.scalar('one_minus_beta2', 1 - ADAM.beta2);
+}
+
+/** Names of step j's batch inputs (plain names for a one-step graph). */
+export function batchNames(j: number, steps: number) {
+  const suffix = steps === 1 ? '' : `_${j}`;
+  return { x: `x${suffix}`, onehot: `onehot${suffix}`, rowWeight: `row_weight${suffix}`, mask: `dropout_mask${suffix}`, probs: `probs${suffix}`, stepSize: `step_size${suffix}`, epsilonHat: `epsilon_hat${suffix}` };
 }
 
 /**
- * Inputs: the parameters and their Adam moments (`m_NAME`, `v_NAME`), `x` [K, B, D] already
- * standardised, `onehot` [K, B, C], `row_weight` [K, B, 1] (the row's class weight over the
- * batch's sum, so the loss is tfjs's weighted mean), `dropout_mask` [K, B, H] (already scaled
- * by 1/keep), `step_size` [K, 1, 1] = lr·√(1−β₂ᵗ)/(1−β₁ᵗ) (0 freezes a head that has stopped),
- * and `epsilon_hat` [1] = ε·√(1−β₂ᵗ): tfjs's m̂/(√v̂ + ε) with the corrections moved outside.
- * Outputs: `probs` [K, B, C] and the updated `new_*` tensors.
+ * `steps` Adam steps, one after another, in one graph: the weights and moments cross from
+ * JavaScript into onnxruntime and back once per run rather than once per batch.
+ *
+ * Inputs: the parameters and their Adam moments (`m_NAME`, `v_NAME`); per step j (names from
+ * batchNames): `x` [K, B, D] already standardised, `onehot` [K, B, C], `row_weight` [K, B, 1]
+ * (the row's class weight over the batch's sum, so the loss is tfjs's weighted mean),
+ * `dropout_mask` [K, B, H] (already scaled by 1/keep), `step_size` [K, 1, 1] =
+ * lr·√(1−β₂ᵗ)/(1−β₁ᵗ) (0 freezes a head that has stopped) and `epsilon_hat` [1] = ε·√(1−β₂ᵗ):
+ * tfjs's m̂/(√v̂ + ε) with the corrections moved outside. Outputs: each step's `probs`
+ * [K, B, C] (before its update) and the final `new_*` tensors.
  */
-export function headStepGraph(s: HeadGraphShape): Uint8Array {
-  return stepGraph(s, true);
-}
-
-/** The step's forward and backward without the update: `probs` and `grad_NAME` (for gradient checks). */
-export function headGradientGraph(s: HeadGraphShape): Uint8Array {
-  return stepGraph(s, false);
-}
-
-function stepGraph(s: HeadGraphShape, adamInGraph: boolean): Uint8Array {
+export function headStepGraph(s: HeadGraphShape, steps = 1): Uint8Array {
   const g = new Builder();
+  constants(g);
   const params = paramShapes(s);
-  const { logits, z1, a } = forwardPass(g, s, 'x', true);
-  const probs = g.op('Softmax', [logits], { axis: -1 }, 'probs');
-  const last = g.int64s('axis_last', [-1]);
-  const batchAxis = g.int64s('axis_batch', [1]);
-  // d(loss)/d(logits) = (p − y) · w_row for rows whose picked probability is above tfjs's clip.
-  const picked = g.op('ReduceSum', [g.op('Mul', [probs, 'onehot']), last], { keepdims: 1 });
-  const rowScale = g.op('Where', [g.op('GreaterOrEqual', [picked, g.scalar('prob_floor', PROB_FLOOR)]), 'row_weight', g.scalar('zero', 0)]);
-  const dLogits = g.op('Mul', [g.op('Sub', [probs, 'onehot']), rowScale]);
-
-  const grads = new Map<string, string>();
-  grads.set('b_out', g.op('ReduceSum', [dLogits, batchAxis], { keepdims: 1 }));
-  if (s.hidden === 0) {
-    grads.set('w_out', g.matmulT('x', dLogits, true, false));
-  } else {
-    grads.set('w_out', g.matmulT(a, dLogits, true, false));
-    let dA = g.matmulT(dLogits, 'w_out', false, true);
-    if (s.dropout) dA = g.op('Mul', [dA, 'dropout_mask']);
-    // ReLU's gradient as a mask: where the pre-activation was positive.
-    const dZ1 = g.op('Where', [g.op('Greater', [z1, 'zero']), dA, 'zero']);
-    grads.set('b_hidden', g.op('ReduceSum', [dZ1, batchAxis], { keepdims: 1 }));
-    grads.set('w_hidden', g.matmulT('x', dZ1, true, false));
-  }
-
-  if (!adamInGraph) {
-    for (const { name } of params) g.op('Identity', [grads.get(name)!], {}, `grad_${name}`);
-    const k = s.heads;
-    return g.encode(
-      'head_grad',
-      [...params, { name: 'x', dims: [k, 'B', s.dim] }, { name: 'onehot', dims: [k, 'B', s.classes] }, { name: 'row_weight', dims: [k, 'B', 1] }, ...(s.hidden > 0 && s.dropout ? [{ name: 'dropout_mask', dims: [k, 'B', s.hidden] }] : [])],
-      [{ name: 'probs', dims: [k, 'B', s.classes] }, ...params.map((p) => ({ name: `grad_${p.name}`, dims: p.dims }))],
-    );
-  }
-  // Adam in as few passes over the weights as the algebra allows (each op streams whole
-  // tensors through memory): m += (1−β₁)(g − m); v += (1−β₂)(g² − v);
-  // w −= step·m/(√v + ε̂), with the bias corrections folded into step and ε̂ by the caller.
-  const oneMinusBeta1 = g.scalar('one_minus_beta1', 1 - ADAM.beta1);
-  const oneMinusBeta2 = g.scalar('one_minus_beta2', 1 - ADAM.beta2);
-  for (const { name } of params) {
-    const grad = grads.get(name)!;
-    const m = g.op('Add', [`m_${name}`, g.op('Mul', [g.op('Sub', [grad, `m_${name}`]), oneMinusBeta1])], {}, `new_m_${name}`);
-    const v = g.op('Add', [`v_${name}`, g.op('Mul', [g.op('Sub', [g.op('Mul', [grad, grad]), `v_${name}`]), oneMinusBeta2])], {}, `new_v_${name}`);
-    const ratio = g.op('Div', [m, g.op('Add', [g.op('Sqrt', [v]), 'epsilon_hat'])]);
-    g.op('Sub', [name, g.op('Mul', [ratio, 'step_size'])], {}, `new_${name}`);
-  }
-
   const k = s.heads;
-  const width = s.hidden || s.classes;
-  const inputs: Io[] = [
-    ...params.flatMap((p) => [p, { name: `m_${p.name}`, dims: p.dims }, { name: `v_${p.name}`, dims: p.dims }]),
-    { name: 'x', dims: [k, 'B', s.dim] },
-    { name: 'onehot', dims: [k, 'B', s.classes] },
-    { name: 'row_weight', dims: [k, 'B', 1] },
-    ...(s.hidden > 0 && s.dropout ? [{ name: 'dropout_mask', dims: [k, 'B', width] }] : []),
-    { name: 'step_size', dims: [k, 1, 1] },
-    { name: 'epsilon_hat', dims: [1] },
-  ];
-  const outputs: Io[] = [
-    { name: 'probs', dims: [k, 'B', s.classes] },
-    ...params.flatMap((p) => [`new_${p.name}`, `new_m_${p.name}`, `new_v_${p.name}`].map((name) => ({ name, dims: p.dims }))),
-  ];
+  let w = identityNames(s);
+  let m = Object.fromEntries(params.map((p) => [p.name, `m_${p.name}`]));
+  let v = Object.fromEntries(params.map((p) => [p.name, `v_${p.name}`]));
+  const inputs: Io[] = params.flatMap((p) => [p, { name: `m_${p.name}`, dims: p.dims }, { name: `v_${p.name}`, dims: p.dims }]);
+  const outputs: Io[] = [];
+  for (let j = 0; j < steps; j++) {
+    const n = batchNames(j, steps);
+    const rows = `B${j}`;
+    inputs.push({ name: n.x, dims: [k, rows, s.dim] }, { name: n.onehot, dims: [k, rows, s.classes] }, { name: n.rowWeight, dims: [k, rows, 1] });
+    if (s.hidden > 0 && s.dropout) inputs.push({ name: n.mask, dims: [k, rows, s.hidden] });
+    inputs.push({ name: n.stepSize, dims: [k, 1, 1] }, { name: n.epsilonHat, dims: [1] });
+    outputs.push({ name: n.probs, dims: [k, rows, s.classes] });
+    const grads = backwardPass(g, s, { ...n, w });
+    // Adam in as few passes over the weights as the algebra allows (each op streams whole
+    // tensors through memory): m += (1−β₁)(g − m); v += (1−β₂)(g² − v); w −= step·m/(√v + ε̂).
+    const final = j === steps - 1;
+    const next = { w: { ...w }, m: { ...m }, v: { ...v } };
+    for (const { name } of params) {
+      const grad = grads.get(name)!;
+      next.m[name] = g.op('Add', [m[name], g.op('Mul', [g.op('Sub', [grad, m[name]]), 'one_minus_beta1'])], {}, final ? `new_m_${name}` : undefined);
+      next.v[name] = g.op('Add', [v[name], g.op('Mul', [g.op('Sub', [g.op('Mul', [grad, grad]), v[name]]), 'one_minus_beta2'])], {}, final ? `new_v_${name}` : undefined);
+      const ratio = g.op('Div', [next.m[name], g.op('Add', [g.op('Sqrt', [next.v[name]]), n.epsilonHat])]);
+      next.w[name] = g.op('Sub', [w[name], g.op('Mul', [ratio, n.stepSize])], {}, final ? `new_${name}` : undefined);
+    }
+    ({ w, m, v } = next);
+  }
+  outputs.push(...params.flatMap((p) => [`new_${p.name}`, `new_m_${p.name}`, `new_v_${p.name}`].map((name) => ({ name, dims: p.dims }))));
   return g.encode('head_step', inputs, outputs);
+}
+
+/** One step's forward and backward without the update: `probs` and `grad_NAME` (for gradient checks). */
+export function headGradientGraph(s: HeadGraphShape): Uint8Array {
+  const g = new Builder();
+  constants(g);
+  const params = paramShapes(s);
+  const k = s.heads;
+  const n = batchNames(0, 1);
+  const grads = backwardPass(g, s, { ...n, w: identityNames(s) });
+  for (const { name } of params) g.op('Identity', [grads.get(name)!], {}, `grad_${name}`);
+  const mask = s.hidden > 0 && s.dropout ? [{ name: n.mask, dims: [k, 'B', s.hidden] }] : [];
+  return g.encode(
+    'head_grad',
+    [...params, { name: n.x, dims: [k, 'B', s.dim] }, { name: n.onehot, dims: [k, 'B', s.classes] }, { name: n.rowWeight, dims: [k, 'B', 1] }, ...mask],
+    [{ name: n.probs, dims: [k, 'B', s.classes] }, ...params.map((p) => ({ name: `grad_${p.name}`, dims: p.dims }))],
+  );
 }
 
 /** Logits of all K heads for one set of rows: `x` [N, D] (standardised) → `logits` [K, N, C]. */
 export function headEvalGraph(s: HeadGraphShape): Uint8Array {
   const g = new Builder();
-  const { logits } = forwardPass(g, s, 'x', false);
+  const { logits } = forwardPass(g, s, { w: identityNames(s), x: 'x', mask: '' }, false);
   g.op('Identity', [logits], {}, 'logits');
   return g.encode('head_eval', [...paramShapes(s), { name: 'x', dims: ['N', s.dim] }], [{ name: 'logits', dims: [s.heads, 'N', s.classes] }]);
 }

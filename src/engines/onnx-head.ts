@@ -1,17 +1,22 @@
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { FinetuneError } from '../errors.ts';
-import { headEvalGraph, headStepGraph, paramShapes, type HeadGraphShape } from './onnx-head-graph.ts';
+import { batchNames, headEvalGraph, headStepGraph, paramShapes, type HeadGraphShape } from './onnx-head-graph.ts';
 
 export { ADAM, type HeadGraphShape } from './onnx-head-graph.ts';
 
-/** One batch for all K heads, row-major: x [K, B, D], onehot [K, B, C], rowWeight [K, B], mask [K, B, H]. */
+/**
+ * One batch for all K heads, row-major: x [K, B, D], onehot [K, B, C], rowWeight [K, B],
+ * mask [K, B, H]; and its Adam step: stepSize [K] and epsilonHat (see headStepGraph).
+ */
 export interface HeadBatch {
   rows: number;
   x: Float32Array;
   onehot: Float32Array;
   rowWeight: Float32Array;
   mask?: Float32Array;
+  stepSize: Float32Array;
+  epsilonHat: number;
 }
 
 /**
@@ -22,8 +27,8 @@ export interface HeadBatch {
 export interface OnnxHeadTrainer {
   /** The current weights, one [K, …] array per parameter in paramShapes order (read-only views). */
   readonly params: readonly Float32Array[];
-  /** One Adam step on a batch; resolves to the batch's probabilities [K, B, C] before the update. */
-  step(batch: HeadBatch, stepSize: Float32Array, epsilonHat: number): Promise<Float32Array>;
+  /** One Adam step per batch, in order, in one run; resolves to each batch's probabilities [K, B, C] before its update. */
+  steps(batches: HeadBatch[]): Promise<Float32Array[]>;
   /** Logits [K, N, C] of every head for N standardised rows x [N, D], dropout off. */
   logits(x: Float32Array, rows: number): Promise<Float32Array>;
   dispose(): Promise<void>;
@@ -46,18 +51,22 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
     executionMode: 'sequential',
     intraOpNumThreads: opts.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
+    // Errors only: the library never prints (onnxruntime warns on stderr otherwise).
+    logSeverityLevel: 3,
   };
-  const stepSession = await ort.InferenceSession.create(headStepGraph(shape), options);
+  const evalSession = await ort.InferenceSession.create(headEvalGraph(shape), options);
   openSessions++;
-  let evalSession: ort.InferenceSession;
-  try {
-    evalSession = await ort.InferenceSession.create(headEvalGraph(shape), options);
-    openSessions++;
-  } catch (err) {
-    await stepSession.release();
-    openSessions--;
-    throw err;
-  }
+  // One session per number of steps a run takes (a whole group, and an epoch's remainder).
+  const stepSessions = new Map<number, ort.InferenceSession>();
+  const stepSession = async (steps: number) => {
+    let session = stepSessions.get(steps);
+    if (!session) {
+      session = await ort.InferenceSession.create(headStepGraph(shape, steps), options);
+      stepSessions.set(steps, session);
+      openSessions++;
+    }
+    return session;
+  };
 
   type State = { w: Float32Array[]; m: Float32Array[]; v: Float32Array[] };
   const zeros = () => shapes.map((p) => new Float32Array(product(p.dims)));
@@ -74,18 +83,21 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
     get params() {
       return current.w;
     },
-    async step(batch, stepSize, epsilonHat) {
+    async steps(batches) {
       check();
-      const b = batch.rows;
-      const feeds: Record<string, ort.Tensor> = {
-        x: tensor(batch.x, [k, b, shape.dim]),
-        onehot: tensor(batch.onehot, [k, b, shape.classes]),
-        row_weight: tensor(batch.rowWeight, [k, b, 1]),
-        step_size: tensor(stepSize, [k, 1, 1]),
-        epsilon_hat: tensor(Float32Array.of(epsilonHat), [1]),
-      };
-      if (shape.hidden > 0 && shape.dropout) feeds.dropout_mask = tensor(batch.mask!, [k, b, shape.hidden]);
-      const fetches: Record<string, ort.Tensor | null> = { probs: null };
+      const session = await stepSession(batches.length);
+      const feeds: Record<string, ort.Tensor> = {};
+      batches.forEach((batch, j) => {
+        const n = batchNames(j, batches.length);
+        const b = batch.rows;
+        feeds[n.x] = tensor(batch.x, [k, b, shape.dim]);
+        feeds[n.onehot] = tensor(batch.onehot, [k, b, shape.classes]);
+        feeds[n.rowWeight] = tensor(batch.rowWeight, [k, b, 1]);
+        feeds[n.stepSize] = tensor(batch.stepSize, [k, 1, 1]);
+        feeds[n.epsilonHat] = tensor(Float32Array.of(batch.epsilonHat), [1]);
+        if (shape.hidden > 0 && shape.dropout) feeds[n.mask] = tensor(batch.mask!, [k, b, shape.hidden]);
+      });
+      const fetches: Record<string, ort.Tensor | null> = Object.fromEntries(batches.map((_, j) => [batchNames(j, batches.length).probs, null]));
       shapes.forEach((p, i) => {
         feeds[p.name] = tensor(current.w[i], p.dims);
         feeds[`m_${p.name}`] = tensor(current.m[i], p.dims);
@@ -94,7 +106,7 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
         fetches[`new_m_${p.name}`] = tensor(spare.m[i], p.dims);
         fetches[`new_v_${p.name}`] = tensor(spare.v[i], p.dims);
       });
-      const out = await stepSession.run(feeds, fetches);
+      const out = await session.run(feeds, fetches);
       // Read the results from what the session returned: the same buffers when it honoured
       // the preallocated outputs, copies otherwise.
       const next: State = {
@@ -102,7 +114,7 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
         m: shapes.map((p) => out[`new_m_${p.name}`].data as Float32Array),
         v: shapes.map((p) => out[`new_v_${p.name}`].data as Float32Array),
       };
-      const probs = out.probs.data as Float32Array;
+      const probs = batches.map((_, j) => out[batchNames(j, batches.length).probs].data as Float32Array);
       for (const t of Object.values(out)) t.dispose();
       spare = current;
       current = next;
@@ -120,9 +132,10 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
     async dispose() {
       if (disposed) return;
       disposed = true;
-      await stepSession.release();
-      await evalSession.release();
-      openSessions -= 2;
+      for (const session of [evalSession, ...stepSessions.values()]) {
+        await session.release();
+        openSessions--;
+      }
     },
   };
 }
