@@ -260,15 +260,15 @@ export async function findLearningRate(dataDir: string, options: TrainOptions = 
   const source = await openFusedSource(backboneParts(o), o, o.onProgress);
   try {
     const { trainSet } = await featureSets(dataset, source, o);
-    return rangeTest(trainSet, dataset.classes.length, o);
+    return await rangeTest(trainSet, dataset.classes.length, o, await resolveHeadEngine(o.engine));
   } finally {
     await source.close();
   }
 }
 
 /** The range test on a fresh head shaped as training would shape it. */
-function rangeTest(trainSet: FeatureSet, classes: number, o: TrainOptions & typeof TRAIN_DEFAULTS): LrRangeResult {
-  return lrRangeTest(trainSet, classes, { hidden: o.hidden, dropout: o.dropout, seed: o.seed, batchSize: o.batchSize });
+function rangeTest(trainSet: FeatureSet, classes: number, o: TrainOptions & typeof TRAIN_DEFAULTS, engine: HeadEngine): Promise<LrRangeResult> {
+  return lrRangeTest(trainSet, classes, { hidden: o.hidden, dropout: o.dropout, seed: o.seed, batchSize: o.batchSize, engine });
 }
 
 const isFineTuning = (o: TrainOptions) => (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
@@ -324,7 +324,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
     let lrFind: LrRangeResult | undefined;
     if (o.lr === 'auto') {
       if (plan) throw new UsageError('--lr auto works on frozen features; give --lr with --fine-tune');
-      lrFind = rangeTest(trainSet, dataset.classes.length, o);
+      lrFind = await rangeTest(trainSet, dataset.classes.length, o, await resolveHeadEngine(o.engine));
       lr = lrFind.suggested;
       onProgress?.({ status: 'done', task: 'lr-find', message: `learning rate ${lr.toPrecision(2)} (steepest descent of the range test; lowest loss at ${lrFind.minimum.toPrecision(2)})` });
     }

@@ -11,6 +11,7 @@ import { openHeadSessions } from '../src/engines/onnx-head.ts';
 import { createRng } from '../src/data/random.ts';
 import { InterruptedError } from '../src/errors.ts';
 import { trainEnsemble } from '../src/head/ensemble.ts';
+import { lrRangeTest } from '../src/head/lr-range.ts';
 import { trainHeadsOnnx } from '../src/head/train-onnx.ts';
 import type { FeatureSet, HeadTrainingOptions } from '../src/head/train.ts';
 
@@ -174,4 +175,15 @@ test('no onnxruntime session or tfjs tensor outlives training, finished or inter
   await assert.rejects(stopped, InterruptedError);
   assert.equal(openHeadSessions(), 0);
   assert.equal(tf.memory().numTensors, tensors);
+});
+
+test('the learning-rate range test on onnx follows the tfjs one point by point', async () => {
+  const opts = { hidden: 16, dropout: 0.5, seed: 3, batchSize: 32, steps: 40 };
+  const tfjs = await lrRangeTest(train, 3, { ...opts, engine: 'tfjs' });
+  const onnx = await lrRangeTest(train, 3, { ...opts, engine: 'onnx' });
+  assert.equal(onnx.points.length, tfjs.points.length);
+  assert.ok(onnx.points.length > 20, `${onnx.points.length} points before the loss blew up`);
+  onnx.points.forEach((p, i) => assert.ok(Math.abs(p.loss - tfjs.points[i].loss) < 1e-4 * Math.max(1, tfjs.points[i].loss), `lr ${p.lr}: ${p.loss} vs ${tfjs.points[i].loss}`));
+  assert.equal(onnx.suggested, tfjs.suggested);
+  assert.equal(openHeadSessions(), 0);
 });
