@@ -1,7 +1,7 @@
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { FinetuneError } from '../errors.ts';
-import { batchNames, headEvalGraph, headStepGraph, paramShapes, type HeadGraphShape } from './onnx-head-graph.ts';
+import { ADAM, headEvalGraph, headGradientGraph, paramShapes, type HeadGraphShape } from './onnx-head-graph.ts';
 
 export { ADAM, type HeadGraphShape } from './onnx-head-graph.ts';
 
@@ -20,15 +20,14 @@ export interface HeadBatch {
 }
 
 /**
- * K heads' weights and Adam moments held in JavaScript buffers, trained by one onnxruntime
- * session per step. Two sets of buffers take turns as the step's inputs and its outputs
- * (preallocated fetches), so a step allocates nothing the size of the weights.
+ * K heads' weights and Adam moments held in JavaScript buffers: onnxruntime computes each
+ * batch's gradients (into preallocated buffers), one fused JavaScript pass applies Adam.
  */
 export interface OnnxHeadTrainer {
   /** The current weights, one [K, …] array per parameter in paramShapes order (read-only views). */
   readonly params: readonly Float32Array[];
-  /** One Adam step per batch, in order, in one run; resolves to each batch's probabilities [K, B, C] before its update. */
-  steps(batches: HeadBatch[]): Promise<Float32Array[]>;
+  /** One Adam step on a batch; resolves to the batch's probabilities [K, B, C] before the update. */
+  step(batch: HeadBatch): Promise<Float32Array>;
   /** Logits [K, N, C] of every head for N standardised rows x [N, D], dropout off. */
   logits(x: Float32Array, rows: number): Promise<Float32Array>;
   dispose(): Promise<void>;
@@ -56,22 +55,21 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
   };
   const evalSession = await ort.InferenceSession.create(headEvalGraph(shape), options);
   openSessions++;
-  // One session per number of steps a run takes (a whole group, and an epoch's remainder).
-  const stepSessions = new Map<number, ort.InferenceSession>();
-  const stepSession = async (steps: number) => {
-    let session = stepSessions.get(steps);
-    if (!session) {
-      session = await ort.InferenceSession.create(headStepGraph(shape, steps), options);
-      stepSessions.set(steps, session);
-      openSessions++;
-    }
-    return session;
-  };
+  let gradSession: ort.InferenceSession;
+  try {
+    gradSession = await ort.InferenceSession.create(headGradientGraph(shape), options);
+    openSessions++;
+  } catch (err) {
+    await evalSession.release();
+    openSessions--;
+    throw err;
+  }
 
-  type State = { w: Float32Array[]; m: Float32Array[]; v: Float32Array[] };
   const zeros = () => shapes.map((p) => new Float32Array(product(p.dims)));
-  let current: State = { w: initial.map((a) => a.slice()), m: zeros(), v: zeros() };
-  let spare: State = { w: zeros(), m: zeros(), v: zeros() };
+  const w = initial.map((a) => a.slice());
+  const m = zeros();
+  const v = zeros();
+  const grads = zeros();
   const tensor = (data: Float32Array, dims: number[]) => new ort.Tensor('float32', data, dims);
   const k = shape.heads;
   let disposed = false;
@@ -80,50 +78,32 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
     if (disposed) throw new FinetuneError('the onnx head trainer was disposed');
   };
   return {
-    get params() {
-      return current.w;
-    },
-    async steps(batches) {
+    params: w,
+    async step(batch) {
       check();
-      const session = await stepSession(batches.length);
-      const feeds: Record<string, ort.Tensor> = {};
-      batches.forEach((batch, j) => {
-        const n = batchNames(j, batches.length);
-        const b = batch.rows;
-        feeds[n.x] = tensor(batch.x, [k, b, shape.dim]);
-        feeds[n.onehot] = tensor(batch.onehot, [k, b, shape.classes]);
-        feeds[n.rowWeight] = tensor(batch.rowWeight, [k, b, 1]);
-        feeds[n.stepSize] = tensor(batch.stepSize, [k, 1, 1]);
-        feeds[n.epsilonHat] = tensor(Float32Array.of(batch.epsilonHat), [1]);
-        if (shape.hidden > 0 && shape.dropout) feeds[n.mask] = tensor(batch.mask!, [k, b, shape.hidden]);
-      });
-      const fetches: Record<string, ort.Tensor | null> = Object.fromEntries(batches.map((_, j) => [batchNames(j, batches.length).probs, null]));
-      shapes.forEach((p, i) => {
-        feeds[p.name] = tensor(current.w[i], p.dims);
-        feeds[`m_${p.name}`] = tensor(current.m[i], p.dims);
-        feeds[`v_${p.name}`] = tensor(current.v[i], p.dims);
-        fetches[`new_${p.name}`] = tensor(spare.w[i], p.dims);
-        fetches[`new_m_${p.name}`] = tensor(spare.m[i], p.dims);
-        fetches[`new_v_${p.name}`] = tensor(spare.v[i], p.dims);
-      });
-      const out = await session.run(feeds, fetches);
-      // Read the results from what the session returned: the same buffers when it honoured
-      // the preallocated outputs, copies otherwise.
-      const next: State = {
-        w: shapes.map((p) => out[`new_${p.name}`].data as Float32Array),
-        m: shapes.map((p) => out[`new_m_${p.name}`].data as Float32Array),
-        v: shapes.map((p) => out[`new_v_${p.name}`].data as Float32Array),
+      const b = batch.rows;
+      const feeds: Record<string, ort.Tensor> = {
+        x: tensor(batch.x, [k, b, shape.dim]),
+        onehot: tensor(batch.onehot, [k, b, shape.classes]),
+        row_weight: tensor(batch.rowWeight, [k, b, 1]),
       };
-      const probs = batches.map((_, j) => out[batchNames(j, batches.length).probs].data as Float32Array);
+      if (shape.hidden > 0 && shape.dropout) feeds.dropout_mask = tensor(batch.mask!, [k, b, shape.hidden]);
+      const fetches: Record<string, ort.Tensor | null> = { probs: null };
+      shapes.forEach((p, i) => {
+        feeds[p.name] = tensor(w[i], p.dims);
+        fetches[`grad_${p.name}`] = tensor(grads[i], p.dims);
+      });
+      const out = await gradSession.run(feeds, fetches);
+      const probs = out.probs.data as Float32Array;
+      // The gradients as returned (the preallocated buffers, or copies where the binding makes them).
+      shapes.forEach((p, i) => adam(w[i], m[i], v[i], out[`grad_${p.name}`].data as Float32Array, batch.stepSize, batch.epsilonHat));
       for (const t of Object.values(out)) t.dispose();
-      spare = current;
-      current = next;
       return probs;
     },
     async logits(x, rows) {
       check();
       const feeds: Record<string, ort.Tensor> = { x: tensor(x, [rows, shape.dim]) };
-      shapes.forEach((p, i) => (feeds[p.name] = tensor(current.w[i], p.dims)));
+      shapes.forEach((p, i) => (feeds[p.name] = tensor(w[i], p.dims)));
       const out = await evalSession.run(feeds);
       const logits = out.logits.data as Float32Array;
       out.logits.dispose();
@@ -132,10 +112,30 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
     async dispose() {
       if (disposed) return;
       disposed = true;
-      for (const session of [evalSession, ...stepSessions.values()]) {
+      for (const session of [evalSession, gradSession]) {
         await session.release();
         openSessions--;
       }
     },
   };
+}
+
+/**
+ * Adam as tfjs applies it (m̂/(√v̂ + ε)), with the bias corrections folded into each head's
+ * step size and ε̂: m += (1−β₁)(g − m); v += (1−β₂)(g² − v); w −= step·m/(√v + ε̂). The
+ * arrays hold K heads one after another; head k moves by stepSize[k] (0 = a head that stopped).
+ */
+function adam(w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, stepSize: Float32Array, epsilonHat: number): void {
+  const per = w.length / stepSize.length;
+  const a = 1 - ADAM.beta1;
+  const b = 1 - ADAM.beta2;
+  for (let k = 0; k < stepSize.length; k++) {
+    const step = stepSize[k];
+    for (let i = k * per, end = (k + 1) * per; i < end; i++) {
+      const gi = g[i];
+      const mi = (m[i] += a * (gi - m[i]));
+      const vi = (v[i] += b * (gi * gi - v[i]));
+      w[i] -= (step * mi) / (Math.sqrt(vi) + epsilonHat);
+    }
+  }
 }

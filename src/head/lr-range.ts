@@ -104,8 +104,7 @@ async function onnxStepper(train: FeatureSet, classes: number, opts: HeadOptions
       batch.forEach((row, i) => (onehot[i * classes + train.y[row]] = 1));
       t++;
       const correction = Math.sqrt(1 - ADAM.beta2 ** t);
-      const [probs] = await trainer.steps([
-        {
+      const probs = await trainer.step({
           rows: b,
           x: x.subarray(0, b * train.dim),
           onehot: onehot.subarray(0, b * classes),
@@ -113,8 +112,7 @@ async function onnxStepper(train: FeatureSet, classes: number, opts: HeadOptions
           mask: ones?.subarray(0, b * opts.hidden),
           stepSize: Float32Array.of((lr * correction) / (1 - ADAM.beta1 ** t)),
           epsilonHat: ADAM.epsilon * correction,
-        },
-      ]);
+      });
       let loss = 0;
       batch.forEach((row, i) => (loss += -Math.log(Math.min(1, Math.max(EPS, probs[i * classes + train.y[row]])))));
       return loss / b;

@@ -1,7 +1,8 @@
 import * as tf from '../tf.ts';
 import { createRng, shuffleInPlace, type Rng } from '../data/random.ts';
 import type { EngineChoice } from '../engines/index.ts';
-import type { HeadBatch, OnnxHeadTrainer } from '../engines/onnx-head.ts';
+import { ADAM } from '../engines/onnx-head-graph.ts';
+import type { OnnxHeadTrainer } from '../engines/onnx-head.ts';
 import { InterruptedError } from '../errors.ts';
 import { mergeHeads } from './ensemble.ts';
 import { buildHead, foldStandardization } from './model.ts';
@@ -21,18 +22,7 @@ export async function resolveHeadEngine(choice: EngineChoice | undefined): Promi
   }
 }
 
-const ADAM_BETA1 = 0.9;
-const ADAM_BETA2 = 0.999;
-const ADAM_EPSILON = 1e-7;
-/**
- * Adam steps per onnxruntime run: the weights and moments cross into the runtime and back once
- * per run, so several small batches share that cost; the batches' inputs stay under ≈ 64 MB.
- */
-export const MAX_STEPS_PER_RUN = 16;
-function stepsPerRun(heads: number, batch: number, dim: number): number {
-  return Math.max(1, Math.min(MAX_STEPS_PER_RUN, Math.floor((64 << 20) / (heads * batch * dim * 4))));
-}
-
+const { beta1: ADAM_BETA1, beta2: ADAM_BETA2, epsilon: ADAM_EPSILON } = ADAM;
 /** Rows per forward pass when scoring a whole set. */
 const EVAL_ROWS = 1024;
 
@@ -53,7 +43,7 @@ interface Member {
  * drawn in tfjs's order, so both engines run the same experiment up to float rounding.
  * The result is the same tfjs head either way.
  */
-export async function trainHeadsOnnx(train: FeatureSet, valid: FeatureSet | undefined, classes: number, opts: HeadTrainingOptions & { threads?: number; stepsPerRun?: number }, members = 1): Promise<HeadTrainingResult> {
+export async function trainHeadsOnnx(train: FeatureSet, valid: FeatureSet | undefined, classes: number, opts: HeadTrainingOptions & { threads?: number }, members = 1): Promise<HeadTrainingResult> {
   const k = Math.max(1, members);
   const { mean, std } = featureMoments(train);
   const dim = train.dim;
@@ -79,15 +69,11 @@ export async function trainHeadsOnnx(train: FeatureSet, valid: FeatureSet | unde
     }));
     const classWeight = Float32Array.from(opts.classWeights ?? new Array(classes).fill(1));
     const batchMax = Math.min(opts.batchSize, train.n);
-    const group = opts.stepsPerRun ?? stepsPerRun(k, batchMax, dim);
-    // Buffers for one run's batches, reused every run.
-    const buffers = Array.from({ length: group }, () => ({
-      x: new Float32Array(k * batchMax * dim),
-      onehot: new Float32Array(k * batchMax * classes),
-      rowWeight: new Float32Array(k * batchMax),
-      mask: useDropout ? new Float32Array(k * batchMax * hidden) : undefined,
-      stepSize: new Float32Array(k),
-    }));
+    const x = new Float32Array(k * batchMax * dim);
+    const onehot = new Float32Array(k * batchMax * classes);
+    const rowWeight = new Float32Array(k * batchMax);
+    const mask = useDropout ? new Float32Array(k * batchMax * hidden) : undefined;
+    const stepSize = new Float32Array(k);
     const keep = 1 - opts.dropout;
     let t = 0;
 
@@ -95,54 +81,46 @@ export async function trainHeadsOnnx(train: FeatureSet, valid: FeatureSet | unde
       for (const s of state) if (s.active) shuffleInPlace(s.order, s.rng);
       const lossSum = new Float64Array(k);
       const correct = new Float64Array(k);
-      const starts = Array.from({ length: Math.ceil(train.n / opts.batchSize) }, (_, i) => i * opts.batchSize);
-      for (let first = 0; first < starts.length; first += group) {
+      for (let start = 0; start < train.n; start += opts.batchSize) {
         if (opts.signal?.aborted) throw new InterruptedError();
-        const batches: HeadBatch[] = starts.slice(first, first + group).map((start, j) => {
-          const rows = Math.min(opts.batchSize, train.n - start);
-          const buf = buffers[j];
-          buf.onehot.fill(0);
-          state.forEach((s, m) => {
-            if (!s.active) return;
-            const indices = s.order.slice(start, start + rows);
-            standardizeRows(train, indices, mean, std, buf.x, m * rows * dim);
-            let total = 0;
-            indices.forEach((row, b) => {
-              const label = train.y[row];
-              buf.onehot[(m * rows + b) * classes + label] = 1;
-              total += classWeight[label];
-            });
-            indices.forEach((row, b) => (buf.rowWeight[m * rows + b] = classWeight[train.y[row]] / total));
-            if (buf.mask) for (let i = m * rows * hidden; i < (m + 1) * rows * hidden; i++) buf.mask[i] = s.rng() < keep ? 1 / keep : 0;
+        const rows = Math.min(opts.batchSize, train.n - start);
+        onehot.fill(0);
+        state.forEach((s, m) => {
+          if (!s.active) return;
+          const indices = s.order.slice(start, start + rows);
+          standardizeRows(train, indices, mean, std, x, m * rows * dim);
+          let total = 0;
+          indices.forEach((row, b) => {
+            const label = train.y[row];
+            onehot[(m * rows + b) * classes + label] = 1;
+            total += classWeight[label];
           });
-          t++;
-          const correction = Math.sqrt(1 - ADAM_BETA2 ** t);
-          state.forEach((s, m) => (buf.stepSize[m] = s.active ? (opts.lr * correction) / (1 - ADAM_BETA1 ** t) : 0));
-          return {
-            rows,
-            x: buf.x.subarray(0, k * rows * dim),
-            onehot: buf.onehot.subarray(0, k * rows * classes),
-            rowWeight: buf.rowWeight.subarray(0, k * rows),
-            mask: buf.mask?.subarray(0, k * rows * hidden),
-            stepSize: buf.stepSize,
-            epsilonHat: ADAM_EPSILON * correction,
-          };
+          indices.forEach((row, b) => (rowWeight[m * rows + b] = classWeight[train.y[row]] / total));
+          if (mask) for (let i = m * rows * hidden; i < (m + 1) * rows * hidden; i++) mask[i] = s.rng() < keep ? 1 / keep : 0;
         });
-        const probs = await trainer.steps(batches);
-        batches.forEach(({ rows, rowWeight }, j) => {
-          const start = starts[first + j];
-          state.forEach((s, m) => {
-            if (!s.active) return;
-            // The batch's weighted mean loss × rows, as tfjs's loop sums it.
-            let weighted = 0;
-            for (let b = 0; b < rows; b++) {
-              const r = m * rows + b;
-              const label = train.y[s.order[start + b]];
-              weighted += -Math.log(clip(probs[j][r * classes + label])) * rowWeight[r];
-              if (argMax(probs[j], r * classes, classes) === label) correct[m]++;
-            }
-            lossSum[m] += weighted * rows;
-          });
+        t++;
+        const correction = Math.sqrt(1 - ADAM_BETA2 ** t);
+        state.forEach((s, m) => (stepSize[m] = s.active ? (opts.lr * correction) / (1 - ADAM_BETA1 ** t) : 0));
+        const probs = await trainer.step({
+          rows,
+          x: x.subarray(0, k * rows * dim),
+          onehot: onehot.subarray(0, k * rows * classes),
+          rowWeight: rowWeight.subarray(0, k * rows),
+          mask: mask?.subarray(0, k * rows * hidden),
+          stepSize,
+          epsilonHat: ADAM_EPSILON * correction,
+        });
+        state.forEach((s, m) => {
+          if (!s.active) return;
+          // The batch's weighted mean loss × rows, as tfjs's loop sums it.
+          let weighted = 0;
+          for (let b = 0; b < rows; b++) {
+            const r = m * rows + b;
+            const label = train.y[s.order[start + b]];
+            weighted += -Math.log(clip(probs[r * classes + label])) * rowWeight[r];
+            if (argMax(probs, r * classes, classes) === label) correct[m]++;
+          }
+          lossSum[m] += weighted * rows;
         });
       }
       const held = valid && valid.n > 0 ? await scoreHeads(trainer, valid, mean, std, k, classes) : undefined;
