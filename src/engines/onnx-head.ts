@@ -7,7 +7,8 @@ export { ADAM, type HeadGraphShape } from './onnx-head-graph.ts';
 
 /**
  * One batch for all K heads, row-major: x [K, B, D], onehot [K, B, C], rowWeight [K, B],
- * mask [K, B, H]; and its Adam step: stepSize [K] and epsilonHat (see headStepGraph).
+ * mask [K, B, H]; and its Adam step: stepSize [K] = lr·√(1−β₂ᵗ)/(1−β₁ᵗ) per head (0 = a head that
+ * stopped) and epsilonHat = ε·√(1−β₂ᵗ), tfjs's bias corrections moved outside the update.
  */
 export interface HeadBatch {
   rows: number;
@@ -24,7 +25,7 @@ export interface HeadBatch {
  * batch's gradients (into preallocated buffers), one fused JavaScript pass applies Adam.
  */
 export interface OnnxHeadTrainer {
-  /** The current weights, one [K, …] array per parameter in paramShapes order (read-only views). */
+  /** The current weights, one [K, …] array per parameter in paramShapes order (updated in place by step). */
   readonly params: readonly Float32Array[];
   /** One Adam step on a batch; resolves to the batch's probabilities [K, B, C] before the update. */
   step(batch: HeadBatch): Promise<Float32Array>;
