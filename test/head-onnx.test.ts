@@ -3,6 +3,9 @@
  * training run against the tfjs loop it replaces, repeatability, and no session left open.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
@@ -14,6 +17,8 @@ import { trainEnsemble } from '../src/head/ensemble.ts';
 import { lrRangeTest } from '../src/head/lr-range.ts';
 import { trainHeadsOnnx } from '../src/head/train-onnx.ts';
 import type { FeatureSet, HeadTrainingOptions } from '../src/head/train.ts';
+import { train as trainModel } from '../src/index.ts';
+import { makeTwoClassImages, writeConvBackbone } from './fixtures/interrupt-fixture.ts';
 
 /** max |a − b| / max |b|: the relative error the gradient checks bound. */
 function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -186,4 +191,28 @@ test('the learning-rate range test on onnx follows the tfjs one point by point',
   onnx.points.forEach((p, i) => assert.ok(Math.abs(p.loss - tfjs.points[i].loss) < 1e-4 * Math.max(1, tfjs.points[i].loss), `lr ${p.lr}: ${p.loss} vs ${tfjs.points[i].loss}`));
   assert.equal(onnx.suggested, tfjs.suggested);
   assert.equal(openHeadSessions(), 0);
+});
+
+test('train: the head trains on onnx by default and on tfjs with --engine tfjs, to the same model', { timeout: 120_000 }, async () => {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'finetune-head-engine-'));
+  try {
+    const data = path.join(tmp, 'data');
+    await makeTwoClassImages(data, 12, 5);
+    const backbone = await writeConvBackbone(path.join(tmp, 'backbone'), { inputSize: 32, filters: 8 });
+    const common = { backbone, layer: 'block1_pool', cacheDir: path.join(tmp, 'cache'), ensemble: 2, epochs: 4 };
+    const onnx = await trainModel(data, common);
+    const tfjs = await trainModel(data, { ...common, engine: 'tfjs' });
+    try {
+      assert.equal(onnx.headEngine, 'onnx');
+      assert.equal(onnx.manifest.training.headEngine, 'onnx');
+      assert.equal(tfjs.headEngine, 'tfjs');
+      assert.equal(onnx.manifest.metrics.valAccuracy, tfjs.manifest.metrics.valAccuracy);
+      assert.ok(Math.abs(onnx.manifest.metrics.valLoss! - tfjs.manifest.metrics.valLoss!) < 1e-3, `val loss ${onnx.manifest.metrics.valLoss} vs ${tfjs.manifest.metrics.valLoss}`);
+    } finally {
+      onnx.head.dispose();
+      tfjs.head.dispose();
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
 });
