@@ -132,6 +132,8 @@ function adam(w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array
   const b = 1 - ADAM.beta2;
   for (let k = 0; k < stepSize.length; k++) {
     const step = stepSize[k];
+    // A head that has stopped keeps its weights; its moments are never read again.
+    if (step === 0) continue;
     for (let i = k * per, end = (k + 1) * per; i < end; i++) {
       const gi = g[i];
       const mi = (m[i] += a * (gi - m[i]));
