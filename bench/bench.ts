@@ -5,7 +5,7 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import type { CacheResult } from './cache.ts';
 import { runPart } from './child.ts';
 import type { GemmResult } from './gemm.ts';
+import type { HeadBenchResult } from './head.ts';
 import { benchJpegs, type BenchImages } from './images.ts';
 import { DARKNET_DIR, ROOT, sharedHas } from './paths.ts';
 import { benchTorch, type TorchResult } from './peer.ts';
@@ -42,8 +43,10 @@ const PART_NAMES: Record<string, string[]> = {
   rss: ['rss'],
   '7': ['cache'],
   cache: ['cache'],
+  '8': ['head'],
+  head: ['head'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head'];
 
 export interface BenchResults {
   startedAt: string;
@@ -60,6 +63,7 @@ export interface BenchResults {
   startup?: StartupResult;
   rss?: { small: RssResult; large: RssResult };
   cache?: CacheResult;
+  head?: HeadBenchResult;
   errors: Record<string, string>;
 }
 
@@ -68,7 +72,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -94,6 +98,8 @@ function options() {
     pipelineBatch: 8,
     rssSizes: quick ? ([200, 800] as const) : ([500, 2000] as const),
     cacheEntries: 25_000,
+    // 5 heads × 10 epochs on 25,000 × 2,560 features (issue #14); --quick: 2 epochs.
+    head: { rows: 25_000, dim: 2560, heads: 5, epochs: quick ? 2 : 10, batch: 256 },
   };
 }
 
@@ -153,6 +159,11 @@ async function main(): Promise<void> {
     }
     if (has('cache')) {
       await attempt('cache', async () => void (results.cache = await runPart<CacheResult>('cache', { dir: path.join(scratch, 'cache'), entries: o.cacheEntries, dim: 512, runs: o.runs }, { timeoutS: 600 })));
+    }
+    if (has('head')) {
+      // The GEMM ceiling of this same run is what the head's rate is read against.
+      if (!results.gemm) await attempt('gemm', async () => void (results.gemm = await runPart<GemmResult>('gemm', { n: 2048, runs: o.gemmRuns }, { timeoutS: 300 })));
+      await attempt('head', async () => void (results.head = await runPart<HeadBenchResult>('head', o.head, { timeoutS: 900 })));
     }
   } finally {
     await rm(scratch, { recursive: true, force: true });

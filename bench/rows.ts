@@ -2,7 +2,7 @@ import type { BenchResults } from './bench.ts';
 import type { Row } from './table.ts';
 import { fmt } from './table.ts';
 
-const TARGETS = { pipelineRatio: 0.85, darknetPredictS: 1.0, rssGrowth: 1.1, cacheS: 2 };
+const TARGETS = { pipelineRatio: 0.85, darknetPredictS: 1.0, rssGrowth: 1.1, cacheS: 2, headGemmShare: 0.2 };
 
 /** The summary table and its footnotes, from whatever parts ran. */
 export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
@@ -80,6 +80,18 @@ export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
     const c = r.cache;
     rows.push({ part: 7, figure: `feature cache: getMany of ${c.entries.toLocaleString('en')} × ${c.dim} floats (s)`, value: fmt(c.getManySeconds), target: `< ${TARGETS.cacheS}`, pass: c.getManySeconds < TARGETS.cacheS });
     rows.push({ part: 7, figure: 'feature cache: open + read the index (s)', value: fmt(c.openSeconds) });
+  }
+  if (r.head) {
+    const h = r.head;
+    const share = gemm ? h.gflops / gemm : undefined;
+    rows.push({ part: 8, figure: `head training, ${h.heads} heads × ${h.epochs} epochs on ${h.rows.toLocaleString('en')} × ${h.dim}, batch ${h.batch}, ${h.engine} (s)`, value: fmt(h.seconds, 1) });
+    rows.push({
+      part: 8,
+      figure: `head training rate (GFLOP/s${share !== undefined ? `; ${Math.round(share * 100)}% of GEMM` : ''})`,
+      value: fmt(h.gflops, 1),
+      ...(share !== undefined && { target: `≥ ${TARGETS.headGemmShare * 100}% of GEMM`, pass: share >= TARGETS.headGemmShare }),
+    });
+    notes.push(`head: ${fmt(h.gflopTotal, 0)} GFLOP of training GEMMs (forward and weight gradients, ${h.hidden} hidden units) over the whole call's wall time (initialisation, merge and final scores included); one run.`);
   }
   for (const [part, message] of Object.entries(r.errors)) notes.push(`${part} FAILED: ${message}`);
   return { rows, notes };

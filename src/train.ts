@@ -12,6 +12,7 @@ import type { CacheOptions } from './features/store.ts';
 import type { EpochRecord, FeatureSet } from './head/train.ts';
 import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from './head/train.ts';
 import { trainEnsemble } from './head/ensemble.ts';
+import { resolveHeadEngine, trainHeadsOnnx, type HeadEngine } from './head/train-onnx.ts';
 import { buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
 import { lrRangeTest, type LrRangeResult } from './head/lr-range.ts';
 import type { Variant } from './data/augment.ts';
@@ -75,6 +76,8 @@ export interface TrainResult {
   engine: string;
   device: string;
   backend: string;
+  /** What trained the head: onnxruntime (`onnx`) or tfjs (`tfjs`, on `backend`). */
+  headEngine: HeadEngine;
 }
 
 function checkNumber(name: string, value: number, ok: (v: number) => boolean, rule: string): number {
@@ -257,15 +260,15 @@ export async function findLearningRate(dataDir: string, options: TrainOptions = 
   const source = await openFusedSource(backboneParts(o), o, o.onProgress);
   try {
     const { trainSet } = await featureSets(dataset, source, o);
-    return rangeTest(trainSet, dataset.classes.length, o);
+    return await rangeTest(trainSet, dataset.classes.length, o, await resolveHeadEngine(o.engine));
   } finally {
     await source.close();
   }
 }
 
 /** The range test on a fresh head shaped as training would shape it. */
-function rangeTest(trainSet: FeatureSet, classes: number, o: TrainOptions & typeof TRAIN_DEFAULTS): LrRangeResult {
-  return lrRangeTest(trainSet, classes, { hidden: o.hidden, dropout: o.dropout, seed: o.seed, batchSize: o.batchSize });
+function rangeTest(trainSet: FeatureSet, classes: number, o: TrainOptions & typeof TRAIN_DEFAULTS, engine: HeadEngine): Promise<LrRangeResult> {
+  return lrRangeTest(trainSet, classes, { hidden: o.hidden, dropout: o.dropout, seed: o.seed, batchSize: o.batchSize, engine });
 }
 
 const isFineTuning = (o: TrainOptions) => (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
@@ -321,7 +324,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
     let lrFind: LrRangeResult | undefined;
     if (o.lr === 'auto') {
       if (plan) throw new UsageError('--lr auto works on frozen features; give --lr with --fine-tune');
-      lrFind = rangeTest(trainSet, dataset.classes.length, o);
+      lrFind = await rangeTest(trainSet, dataset.classes.length, o, await resolveHeadEngine(o.engine));
       lr = lrFind.suggested;
       onProgress?.({ status: 'done', task: 'lr-find', message: `learning rate ${lr.toPrecision(2)} (steepest descent of the range test; lowest loss at ${lrFind.minimum.toPrecision(2)})` });
     }
@@ -341,9 +344,13 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       onEpoch: (record: EpochRecord, total: number) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record } }),
     };
     const valid = validSet.n > 0 ? validSet : undefined;
+    // Fine-tuning trains backbone layers with the head, on tfjs.
+    const headEngine: HeadEngine = plan ? 'tfjs' : await resolveHeadEngine(o.engine);
     const trained = plan
       ? await fineTune(plan, trainSet, valid, dataset.classes.length, { ...headOptions, pooling: o.pooling, fineTuneLr: o.fineTuneLr ?? lr / 10, onProgress })
-      : await trainEnsemble(trainSet, valid, dataset.classes.length, headOptions, o.ensemble);
+      : headEngine === 'onnx'
+        ? await trainHeadsOnnx(trainSet, valid, dataset.classes.length, { ...headOptions, threads: o.threads }, o.ensemble)
+        : await trainEnsemble(trainSet, valid, dataset.classes.length, headOptions, o.ensemble);
     const trainSeconds = (performance.now() - started) / 1000;
     const calibration = o.calibrate && validSet.n >= MIN_CALIBRATION_IMAGES ? calibrate(trained.model, validSet) : { temperature: 1, valLoss: undefined };
     const best = trained.final ?? trained.history[trained.bestEpoch - 1] ?? trained.history[trained.history.length - 1];
@@ -381,6 +388,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         engine: engineOf(source),
         device: deviceOf(source),
         backend: source.backend,
+        headEngine,
       },
       counts,
       metrics: {
@@ -409,6 +417,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       engine: engineOf(source),
       device: deviceOf(source),
       backend: source.backend,
+      headEngine,
     };
   } finally {
     await source.close();

@@ -25,8 +25,8 @@ export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'];
 
 export function addEngineOptions(cmd: Command, defaults: { engine: string; backend: string; extractBatchSize: number }): Command {
   return cmd
-    .addOption(new Option('--engine <engine>', 'engine for the frozen backbone (auto: tfjs-node-gpu on a GPU, else onnx)').choices(ENGINE_CHOICES).default(defaults.engine))
-    .addOption(new Option('--backend <backend>', 'tfjs backend (head training; backbone on the tfjs engine)').choices(BACKEND_CHOICES).default(defaults.backend))
+    .addOption(new Option('--engine <engine>', 'engine for the frozen backbone and the head (auto: onnx; the backbone on tfjs-node-gpu where it runs on a GPU)').choices(ENGINE_CHOICES).default(defaults.engine))
+    .addOption(new Option('--backend <backend>', 'tfjs backend (the backbone and the head on the tfjs engine)').choices(BACKEND_CHOICES).default(defaults.backend))
     .addOption(new Option('--device <device>', 'run the onnx engine on cpu or gpu (CUDA)').choices(['cpu', 'gpu']).default('cpu'))
     .option('--threads <n>', 'CPU threads for the backbone (default: all cores)', int('--threads'))
     .option('--extract-batch-size <n>', 'images per backbone forward pass', int('--extract-batch-size'), defaults.extractBatchSize);

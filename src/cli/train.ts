@@ -194,6 +194,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
           engine: result.engine,
           device: result.device,
           backend: result.backend,
+          headEngine: result.headEngine,
           skipped: result.skipped,
           warnings: result.warnings,
           report: flags.report ?? null,
@@ -206,7 +207,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
         const calibrated = t !== 1 && m.valLossUncalibrated !== undefined ? ` after temperature ${t.toFixed(2)} (${m.valLossUncalibrated.toFixed(4)} before)` : '';
         printResult(`valid     accuracy ${formatPercent(m.valAccuracy)}, log loss ${m.valLoss?.toFixed(4) ?? '-'}${calibrated} (${m.bestEpochs ? `${m.bestEpochs.length} heads, best epochs ${m.bestEpochs.join(', ')}` : `best epoch ${m.bestEpoch} of ${m.epochs}`})`);
         printResult(
-          `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (tfjs-${result.backend})`,
+          `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (${result.headEngine === 'onnx' ? 'onnx' : `tfjs-${result.backend}`})`,
         );
         printSkipped(out, result.skipped);
         printInfo(out, `predict with: finetune predict --model ${outDir} IMAGE...`);

@@ -49,7 +49,8 @@ export interface HeadTrainingResult {
   final?: EpochRecord;
 }
 
-const EPS = 1e-7;
+/** tfjs clips the picked probability to [EPS, 1] before the log (the onnx head matches it). */
+export const EPS = 1e-7;
 
 /** Per-feature mean and standard deviation of the training rows (σ = 1 where a feature is constant). */
 export function featureMoments(data: FeatureSet): { mean: Float32Array; std: Float32Array } {
@@ -74,16 +75,21 @@ export function featureMoments(data: FeatureSet): { mean: Float32Array; std: Flo
   return { mean: m32, std };
 }
 
-/** Rows `indices` of `data`, standardised, as one batch tensor (the dataset never sits on the backend whole). */
-export function batchTensor(data: FeatureSet, indices: ArrayLike<number>, mean: Float32Array, std: Float32Array): tf.Tensor2D {
+/** Rows `indices` of `data`, standardised, written into `out` from element `offset` on. */
+export function standardizeRows(data: FeatureSet, indices: ArrayLike<number>, mean: Float32Array, std: Float32Array, out: Float32Array, offset = 0): void {
   const { x, dim } = data;
-  const out = new Float32Array(indices.length * dim);
   for (let b = 0; b < indices.length; b++) {
     const src = indices[b] * dim;
-    const dst = b * dim;
+    const dst = offset + b * dim;
     for (let j = 0; j < dim; j++) out[dst + j] = (x[src + j] - mean[j]) / std[j];
   }
-  return tf.tensor2d(out, [indices.length, dim]);
+}
+
+/** Rows `indices` of `data`, standardised, as one batch tensor (the dataset never sits on the backend whole). */
+export function batchTensor(data: FeatureSet, indices: ArrayLike<number>, mean: Float32Array, std: Float32Array): tf.Tensor2D {
+  const out = new Float32Array(indices.length * data.dim);
+  standardizeRows(data, indices, mean, std, out);
+  return tf.tensor2d(out, [indices.length, data.dim]);
 }
 
 function weightedLoss(probs: tf.Tensor2D, labels: tf.Tensor1D, classes: number, weights: tf.Tensor1D): tf.Scalar {
