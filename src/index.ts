@@ -12,3 +12,5 @@ export { ENGINES, type EngineChoice } from './engines/index.ts';
 export { BACKENDS, type BackendChoice } from './engines/backend.ts';
 export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
+export { createPredictor, type Predictor, type PredictorInput, type PredictorOptions } from './serve/predictor.ts';
+export { serve, SERVE_DEFAULTS, type ServeOptions, type ServeEvent, type PredictionServer } from './serve/server.ts';

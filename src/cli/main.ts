@@ -8,6 +8,7 @@ import { registerEvaluate } from './evaluate.ts';
 import { registerLrFind } from './lr-find.ts';
 import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
+import { registerServe } from './serve.ts';
 import { registerTrain } from './train.ts';
 
 export function buildProgram(): Command {
@@ -33,6 +34,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerCache(program);
   registerModels(program);
   registerData(program);
+  registerServe(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   all(program).forEach((c) => c.exitOverride());
   return program;
