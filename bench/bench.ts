@@ -5,7 +5,7 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 serve
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -18,6 +18,7 @@ import { benchJpegs, type BenchImages } from './images.ts';
 import { DARKNET_DIR, ROOT, sharedHas } from './paths.ts';
 import { benchTorch, type TorchResult } from './peer.ts';
 import { buildRows } from './rows.ts';
+import { benchServe, type ServeResult } from './serve.ts';
 import type { RssResult } from './rss-extract.ts';
 import { benchStartup, type StartupResult } from './startup.ts';
 import { formatTable } from './table.ts';
@@ -42,8 +43,10 @@ const PART_NAMES: Record<string, string[]> = {
   rss: ['rss'],
   '7': ['cache'],
   cache: ['cache'],
+  '8': ['serve'],
+  serve: ['serve'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'serve'];
 
 export interface BenchResults {
   startedAt: string;
@@ -60,6 +63,7 @@ export interface BenchResults {
   startup?: StartupResult;
   rss?: { small: RssResult; large: RssResult };
   cache?: CacheResult;
+  serve?: ServeResult;
   errors: Record<string, string>;
 }
 
@@ -68,7 +72,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 serve\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -154,6 +158,7 @@ async function main(): Promise<void> {
     if (has('cache')) {
       await attempt('cache', async () => void (results.cache = await runPart<CacheResult>('cache', { dir: path.join(scratch, 'cache'), entries: o.cacheEntries, dim: 512, runs: o.runs }, { timeoutS: 600 })));
     }
+    if (has('serve')) await attempt('serve', async () => void (results.serve = await benchServe({ scratch, quick: o.quick })));
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
