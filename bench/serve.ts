@@ -76,6 +76,9 @@ export async function benchServe(opts: { scratch: string; quick: boolean }): Pro
     await copyFile(MOBILENET_V2_WEIGHTS, path.join(env.FINETUNE_HOME!, 'models', path.basename(MOBILENET_V2_WEIGHTS)));
     models.push(['mobilenet_v2', ['--backbone', 'mobilenet_v2']]);
   }
+  // BENCH_SERVE_MODELS=darknet-tiny runs one of them (a quicker look while tuning).
+  const wanted = process.env.BENCH_SERVE_MODELS?.split(',');
+  if (wanted) models.splice(0, models.length, ...models.filter(([name]) => wanted.includes(name)));
   const result: ServeResult = { photos: `${jpegs.source.replace(/\(\d+ /, `(${photos.length} `)}`, concurrency, seconds, maxBody: BENCH_MAX_BODY, models: {} };
   if (models.length === 0) {
     result.models.none = '../shared/backbones absent: the serve bench needs darknet-tiny or mobilenet_v2 weights';
