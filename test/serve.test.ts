@@ -18,6 +18,7 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 let tmp: string;
 let modelDir: string;
 let twoClassDir: string;
+let fusedDir: string;
 let images: HeldOutImage[];
 let bytes: Buffer[];
 const savedHome = process.env.FINETUNE_HOME;
@@ -34,6 +35,8 @@ before(async () => {
   const two = await makeImageDataset(path.join(tmp, 'data2'), { layout: 'fastai', classes: 2, perClass: 12, validPerClass: 4, size: 48, seed: 3 });
   twoClassDir = path.join(tmp, 'model2');
   await saveModel(twoClassDir, await train(two.root, options), { remember: false });
+  fusedDir = path.join(tmp, 'fused');
+  await saveModel(fusedDir, await train(three.root, { ...options, backbone: [tiny.folder, tiny.folder], inputSize: [[32, 32], [48, 48]] }), { remember: false });
   images = await makeHeldOutImages(path.join(tmp, 'held-out'), { classes: 3, count: 4, size: 48, seed: 2 });
   bytes = await Promise.all(images.map((i) => readFile(i.path)));
 });
@@ -56,8 +59,8 @@ const postImage = (url: string, body: Buffer, type = 'image/jpeg') => fetch(url,
 const blob = (b: Buffer, type?: string) => new Blob([new Uint8Array(b)], type ? { type } : {});
 
 /** What `finetune predict --json` answers for the held-out images, per path. */
-async function offline(tta = false) {
-  const model = await loadModel(modelDir);
+async function offline(tta = false, dir = modelDir) {
+  const model = await loadModel(dir);
   try {
     return await predict(model, images.map((i) => i.path), { ...engine, cacheDir: false, tta });
   } finally {
@@ -113,6 +116,19 @@ describe('finetune serve: endpoints', () => {
       const bad = await postImage(`${server.url}/predict?top=0`, bytes[0]);
       assert.equal(bad.status, 400);
       assert.match(((await bad.json()) as { error: string }).error, /\?top=0: must be a whole number of at least 1/);
+    });
+  });
+
+  test('a fused model (one backbone at two input sizes) answers what predict answers', async () => {
+    const want = await offline(false, fusedDir);
+    await withServer({ model: fusedDir }, async (server) => {
+      for (const i of [0, 6]) {
+        const got = (await (await postImage(`${server.url}/predict`, bytes[i])).json()) as { label: string; probabilities: Record<string, number> };
+        const w = want[i];
+        assert.ok('label' in w);
+        assert.equal(got.label, w.label);
+        assertSameProbabilities(got.probabilities, w.probabilities);
+      }
     });
   });
 

@@ -49,7 +49,7 @@ export function registerServe(program: Command): void {
     .option('--max-body <size>', 'largest request body (e.g. 20MB); larger ones get 413 unread', byteSize('--max-body'), d.maxBody)
     .option('--max-files <n>', 'files in one multipart request', int('--max-files'), d.maxFiles)
     .option('--max-pixels <n>', 'largest image in pixels, as its header declares it (decompression bombs get 400)', int('--max-pixels'), d.maxPixels)
-    .option('--timeout-ms <ms>', 'a request not answered by then gets 503 (a slow upload 408)', int('--timeout-ms'), d.timeoutMs)
+    .option('--timeout-ms <ms>', 'a request not answered by then (slow uploads included) gets 503 with Retry-After', int('--timeout-ms'), d.timeoutMs)
     .option('--drain-ms <ms>', 'on SIGTERM/SIGINT, how long requests in flight may take to finish', int('--drain-ms'), d.drainMs)
     .option('--weights <file>', 'backbone weights file, if not in the caches (must be the ones used in training)')
     .option('--backbone <path>', 'where the backbone is now, if it was given by a path that has moved')

@@ -247,7 +247,7 @@ export async function serve(opts: ServeOptions = {}): Promise<PredictionServer> 
   }
 
   const server: Server = createServer((req, res) => void handle(req, res));
-  // Slow uploads end too: node answers 408 when a request's headers or body take longer.
+  // A backstop for what the per-request timer does not see (headers that never end): node answers 408.
   server.requestTimeout = o.timeoutMs;
   server.headersTimeout = Math.min(o.timeoutMs, 60_000);
   try {
