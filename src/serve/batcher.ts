@@ -13,6 +13,8 @@ export interface BatcherOptions {
   maxWaitMs: number;
   /** Items that may wait at once; more are refused with QueueFullError. */
   maxQueue: number;
+  /** Batches handed to the batch function at once (2: the next is prepared while one runs). */
+  inFlight?: number;
   /** Called after each batch with its size and how long it ran. */
   onBatch?: (size: number, seconds: number) => void;
 }
@@ -28,13 +30,13 @@ interface Entry<I, O> {
 
 /**
  * Gathers items submitted one by one into batches for a function that is cheaper per item on
- * many (a backbone's forward pass). One batch runs at a time; items that arrive meanwhile form
- * the next one, so under load batches fill up by themselves and `maxWaitMs` matters only when
- * the engine is idle.
+ * many (a backbone's forward pass). At most `inFlight` batches run at once; items that arrive
+ * meanwhile form the next one, so under load batches fill up by themselves and `maxWaitMs`
+ * matters only when the engine is idle.
  */
 export class Batcher<I, O> {
   private readonly queue: Entry<I, O>[] = [];
-  private running: Promise<void> | undefined;
+  private running = 0;
   private timer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
 
@@ -75,12 +77,12 @@ export class Batcher<I, O> {
 
   /** Resolves once nothing waits and no batch runs. */
   idle(): Promise<void> {
-    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    if (this.running === 0 && this.queue.length === 0) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
   private schedule(): void {
-    if (this.running || this.queue.length === 0) return;
+    if (this.running >= (this.opts.inFlight ?? 1) || this.queue.length === 0) return;
     const waited = performance.now() - this.queue[0].since;
     if (this.queue.length >= this.opts.maxBatch || waited >= this.opts.maxWaitMs) {
       this.start();
@@ -98,7 +100,8 @@ export class Batcher<I, O> {
     const batch = this.queue.splice(0, this.opts.maxBatch);
     for (const entry of batch) if (entry.onAbort) entry.signal?.removeEventListener('abort', entry.onAbort);
     const started = performance.now();
-    this.running = (async () => {
+    this.running++;
+    void (async () => {
       try {
         const results = await this.runBatch(batch.map((e) => e.item));
         batch.forEach((entry, i) => entry.resolve(results[i]));
@@ -108,14 +111,14 @@ export class Batcher<I, O> {
         this.opts.onBatch?.(batch.length, (performance.now() - started) / 1000);
       }
     })().finally(() => {
-      this.running = undefined;
+      this.running--;
       this.schedule();
       this.notifyIfIdle();
     });
   }
 
   private notifyIfIdle(): void {
-    if (this.running || this.queue.length > 0) return;
+    if (this.running > 0 || this.queue.length > 0) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     waiters.forEach((r) => r());

@@ -89,7 +89,7 @@ export async function serve(opts: ServeOptions = {}): Promise<PredictionServer> 
         const probabilities = await ready.run(inputs);
         return inputs.map((_, i) => probabilities.slice(i * k, (i + 1) * k));
       },
-      { maxBatch: o.maxBatch, maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, onBatch: (size) => metrics.batch(size) },
+      { maxBatch: o.maxBatch, maxWaitMs: o.maxWaitMs, maxQueue: o.maxQueue, inFlight: 2, onBatch: (size) => metrics.batch(size) },
     );
     const generation: Generation = { model, predictor, batcher, users: 0, retired: false };
     generations.add(generation);
