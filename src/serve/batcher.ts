@@ -13,7 +13,7 @@ export interface BatcherOptions {
   maxWaitMs: number;
   /** Items that may wait at once; more are refused with QueueFullError. */
   maxQueue: number;
-  /** Batches handed to the batch function at once (2: the next is prepared while one runs). */
+  /** Batches handed to the batch function at once (2: a full next batch is prepared while one runs). */
   inFlight?: number;
   /** Called after each batch with its size and how long it ran. */
   onBatch?: (size: number, seconds: number) => void;
@@ -83,8 +83,11 @@ export class Batcher<I, O> {
 
   private schedule(): void {
     if (this.running >= (this.opts.inFlight ?? 1) || this.queue.length === 0) return;
+    const full = this.queue.length >= this.opts.maxBatch;
+    // While a batch runs, only a full one goes next to it: small batches would cost throughput.
+    if (this.running > 0 && !full) return;
     const waited = performance.now() - this.queue[0].since;
-    if (this.queue.length >= this.opts.maxBatch || waited >= this.opts.maxWaitMs) {
+    if (full || waited >= this.opts.maxWaitMs) {
       this.start();
     } else if (!this.timer) {
       this.timer = setTimeout(() => {
