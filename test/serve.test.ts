@@ -315,8 +315,7 @@ describe('finetune serve: the process', () => {
       const stopped = performance.now();
       child.kill('SIGTERM');
       assert.deepEqual(await Promise.all(draining), [200, 200, 200, 200]);
-      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-      assert.equal(code, 0);
+      assert.equal(await exitCode(child), 0);
       assert.ok(performance.now() - stopped < 5000, 'did not exit within --drain-ms');
       assert.match(output.get(child) ?? '', /stopping: 4 requests in flight to finish[\s\S]*stopped/);
       await assert.rejects(fetch(`${url}/healthz`));
@@ -325,14 +324,26 @@ describe('finetune serve: the process', () => {
     }
   });
 
+  test('serve --help lists every flag with the library defaults; a bad size is a usage error', async () => {
+    const help = spawnServe(['--help']);
+    assert.equal(await exitCode(help), 0);
+    const text = (output.get(help) ?? '').replace(/\s+/g, ' ');
+    for (const flag of ['--model', '--port', '--host', '--max-batch', '--max-wait-ms', '--max-queue', '--max-body', '--max-files', '--max-pixels', '--timeout-ms', '--drain-ms', '--access-log', '--json']) assert.ok(text.includes(flag), `help mentions ${flag}`);
+    assert.match(text, /--port <n> .*\(default: 8080\)/);
+    assert.match(text, /--host <address> .*\(default: "127\.0\.0\.1"\)/);
+    assert.match(text, /--max-body <size> .*\(default: 20MB\)/);
+    const bad = spawnServe(['--max-body', '20XB']);
+    assert.equal(await exitCode(bad), 2);
+    assert.match(errors.get(bad) ?? '', /--max-body needs a size such as 20MB, 512kB or 1000000, got "20XB"/);
+  });
+
   test('a port in use is a usage error naming --port (exit 2)', async () => {
     const blocker = http.createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
     const port = (blocker.address() as { port: number }).port;
     try {
       const child = spawnServe(['--model', modelDir, '--port', String(port)]);
-      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-      assert.equal(code, 2);
+      assert.equal(await exitCode(child), 2);
       assert.match(errors.get(child) ?? '', new RegExp(`--port ${port}: address 127\\.0\\.0\\.1:${port} is in use`));
     } finally {
       blocker.close();
@@ -341,6 +352,9 @@ describe('finetune serve: the process', () => {
 });
 
 const output = new WeakMap<ChildProcess, string>();
+const closed = new WeakMap<ChildProcess, Promise<number | null>>();
+/** The exit code, once the output is all read. */
+const exitCode = (child: ChildProcess) => closed.get(child)!;
 const errors = new WeakMap<ChildProcess, string>();
 
 function spawnServe(args: string[]): ChildProcess {
@@ -351,6 +365,7 @@ function spawnServe(args: string[]): ChildProcess {
   });
   output.set(child, '');
   errors.set(child, '');
+  closed.set(child, new Promise((resolve) => child.once('close', (code) => resolve(code))));
   child.stdout!.on('data', (d: Buffer) => output.set(child, output.get(child) + d.toString()));
   child.stderr!.on('data', (d: Buffer) => errors.set(child, errors.get(child) + d.toString()));
   return child;

@@ -46,7 +46,7 @@ export function registerServe(program: Command): void {
     .option('--max-batch <n>', 'images per backbone forward pass, gathered from concurrent requests', int('--max-batch'), d.maxBatch)
     .option('--max-wait-ms <ms>', 'how long an idle engine waits for more images before a batch', int('--max-wait-ms'), d.maxWaitMs)
     .option('--max-queue <n>', 'images that may wait for the engine; more get 503 with Retry-After', int('--max-queue'), d.maxQueue)
-    .option('--max-body <size>', 'largest request body (e.g. 20MB); larger ones get 413 unread', byteSize('--max-body'), d.maxBody)
+    .addOption(new Option('--max-body <size>', 'largest request body (512kB, 1000000 …); larger ones get 413 unread').argParser(byteSize('--max-body')).default(d.maxBody, `${d.maxBody / 1e6}MB`))
     .option('--max-files <n>', 'files in one multipart request', int('--max-files'), d.maxFiles)
     .option('--max-pixels <n>', 'largest image in pixels, as its header declares it (decompression bombs get 400)', int('--max-pixels'), d.maxPixels)
     .option('--timeout-ms <ms>', 'a request not answered by then (slow uploads included) gets 503 with Retry-After', int('--timeout-ms'), d.timeoutMs)
