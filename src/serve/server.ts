@@ -195,6 +195,10 @@ export async function serve(opts: ServeOptions = {}): Promise<PredictionServer> 
         return multipart ? { file: uploads[i].name, ...answer, probabilities } : { ...answer, probabilities };
       });
       send(req, res, started, 200, multipart ? answers : answers[0], { images: answers.length });
+    } catch (err) {
+      // The request's other images leave the queue: nobody will read their answers.
+      controller.abort(err);
+      throw err;
     } finally {
       clearTimeout(timer);
       res.off('close', onClose);
