@@ -5,7 +5,7 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head · 9 serve
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -19,6 +19,7 @@ import { benchJpegs, type BenchImages } from './images.ts';
 import { DARKNET_DIR, ROOT, sharedHas } from './paths.ts';
 import { benchTorch, type TorchResult } from './peer.ts';
 import { buildRows } from './rows.ts';
+import { benchServe, type ServeResult } from './serve.ts';
 import type { RssResult } from './rss-extract.ts';
 import { benchStartup, type StartupResult } from './startup.ts';
 import { formatTable } from './table.ts';
@@ -45,8 +46,10 @@ const PART_NAMES: Record<string, string[]> = {
   cache: ['cache'],
   '8': ['head'],
   head: ['head'],
+  '9': ['serve'],
+  serve: ['serve'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head', 'serve'];
 
 export interface BenchResults {
   startedAt: string;
@@ -64,6 +67,7 @@ export interface BenchResults {
   rss?: { small: RssResult; large: RssResult };
   cache?: CacheResult;
   head?: HeadBenchResult;
+  serve?: ServeResult;
   errors: Record<string, string>;
 }
 
@@ -72,7 +76,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head, 9 serve\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -165,6 +169,7 @@ async function main(): Promise<void> {
       if (!results.gemm) await attempt('gemm', async () => void (results.gemm = await runPart<GemmResult>('gemm', { n: 2048, runs: o.gemmRuns }, { timeoutS: 300 })));
       await attempt('head', async () => void (results.head = await runPart<HeadBenchResult>('head', o.head, { timeoutS: 900 })));
     }
+    if (has('serve')) await attempt('serve', async () => void (results.serve = await benchServe({ scratch, quick: o.quick })));
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

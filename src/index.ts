@@ -13,3 +13,5 @@ export { BACKENDS, type BackendChoice } from './engines/backend.ts';
 export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
 export { exportModel, EXPORT_FORMATS, type ExportFormat, type ExportOptions, type ExportResult, type ExportedPreprocessing } from './export/model-export.ts';
+export { createPredictor, type Predictor, type PredictorInput, type PredictorOptions } from './serve/predictor.ts';
+export { serve, SERVE_DEFAULTS, type ServeOptions, type ServeEvent, type PredictionServer } from './serve/server.ts';

@@ -143,15 +143,18 @@ export async function predict(model: FinetuneModel, inputs: string[], opts: Pred
           results.push({ path, error: reasons.get(path) ?? 'unreadable image' });
           return;
         }
-        const row = scored.probabilities.subarray(i * k, (i + 1) * k);
-        let best = 0;
-        for (let c = 1; c < k; c++) if (row[c] > row[best]) best = c;
-        const probabilities = Object.fromEntries(model.classes.map((name, c) => [name, row[c]]));
-        results.push({ path, label: model.classes[best], probability: row[best], probabilities });
+        results.push({ path, ...labelRow(model.classes, scored.probabilities.subarray(i * k, (i + 1) * k)) });
       });
     } finally {
       await source.close();
     }
   }
   return inInputOrder(entries, results, (s) => ({ path: s.path, error: s.reason }));
+}
+
+/** One row of class probabilities as predict answers it: the most probable class first. */
+export function labelRow(classes: string[], row: Float32Array): { label: string; probability: number; probabilities: Record<string, number> } {
+  let best = 0;
+  for (let c = 1; c < classes.length; c++) if (row[c] > row[best]) best = c;
+  return { label: classes[best], probability: row[best], probabilities: Object.fromEntries(classes.map((name, c) => [name, row[c]])) };
 }

@@ -9,6 +9,7 @@ import { registerExport } from './export.ts';
 import { registerLrFind } from './lr-find.ts';
 import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
+import { registerServe } from './serve.ts';
 import { registerTrain } from './train.ts';
 
 export function buildProgram(): Command {
@@ -35,6 +36,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerModels(program);
   registerData(program);
   registerExport(program);
+  registerServe(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   all(program).forEach((c) => c.exitOverride());
   return program;

@@ -26,6 +26,8 @@ export interface ReadOptions {
   flip?: boolean;
   /** Take this region of the oriented image before resizing (random-crop augmentation). */
   crop?: CropBox;
+  /** A lower limit than MAX_INPUT_PIXELS (a server bounds the memory one request may take). */
+  maxPixels?: number;
 }
 
 /** Why a file could not be used, as one short phrase for the skipped list. */
@@ -59,8 +61,9 @@ export async function loadFile(path: string): Promise<LoadedFile> {
 export async function decodeImage(path: string, bytes: Buffer, opts: ReadOptions): Promise<DecodedImage> {
   if (bytes.byteLength === 0) throw new ImageReadError(path, 'empty file');
   const [height, width] = opts.size;
+  const limit = Math.min(opts.maxPixels ?? MAX_INPUT_PIXELS, MAX_INPUT_PIXELS);
   try {
-    let pipeline = sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', animated: false }).rotate();
+    let pipeline = sharp(bytes, { limitInputPixels: limit, failOn: 'error', animated: false }).rotate();
     if (opts.crop) pipeline = pipeline.extract(await cropRegion(bytes, opts.crop));
     pipeline = pipeline
       .flatten({ background: '#ffffff' })
@@ -71,7 +74,7 @@ export async function decodeImage(path: string, bytes: Buffer, opts: ReadOptions
     const rgb = info.channels === 3 ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : toRgb(data, info.channels);
     return { rgb, width: info.width, height: info.height };
   } catch (err) {
-    throw new ImageReadError(path, await describeSharpError(err, bytes));
+    throw new ImageReadError(path, await describeSharpError(err, bytes, limit));
   }
 }
 
@@ -114,9 +117,9 @@ function toRgb(data: Buffer, channels: number): Uint8Array {
  * sniffing, the pixel limit) give text that can be trusted; any other failure is named from the
  * file's header, which is read alone.
  */
-async function describeSharpError(err: unknown, bytes: Buffer): Promise<string> {
+async function describeSharpError(err: unknown, bytes: Buffer, limit: number): Promise<string> {
   const message = err instanceof Error ? err.message : String(err);
-  if (/pixel limit/i.test(message)) return `image too large (over ${MAX_INPUT_PIXELS / 1e6} megapixels)`;
+  if (/pixel limit/i.test(message)) return `image too large (over ${limit / 1e6} megapixels)`;
   if (/unsupported image format/i.test(message)) return 'not an image sharp can decode';
   const format = await sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS })
     .metadata()
