@@ -161,8 +161,9 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
   addTrainOptions(cmd, defaults);
   cmd.action((data: string, flags: TrainFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
-      const [{ train }, { saveModel }] = await Promise.all([import('../train.ts'), import('../model-io.ts')]);
+      const [{ train }, { saveModel }, { checkTrainOutputs }] = await Promise.all([import('../train.ts'), import('../model-io.ts'), import('../output-checks.ts')]);
       const outDir = flags.out ?? path.join('models', path.basename(path.resolve(data)));
+      await checkTrainOutputs({ data, out: outDir, report: flags.report, cacheDir: engineOptions(flags).cacheDir });
       const result = await train(data, {
         ...trainOptions(flags, defaults),
         ...engineOptions(flags),

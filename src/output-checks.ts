@@ -1,0 +1,55 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from './errors.ts';
+import { isWithin, probeWritable, realPathOf } from './fs-reasons.ts';
+import { cacheFolderKind } from './features/cache.ts';
+import { featureCacheDir } from './paths.ts';
+
+export interface TrainOutputs {
+  /** The data folder (never written). */
+  data: string;
+  /** The model folder train will write. */
+  out: string;
+  /** The HTML report file, when one is asked for. */
+  report?: string;
+  /** The feature cache folder; false when caching is off. Default: the standard cache. */
+  cacheDir?: string | false;
+}
+
+/** `target` is the folder probed; `named` is what the user gave (a file in it, for --report). */
+async function requireWritable(target: string, what: string, flag: string, named = target): Promise<void> {
+  const probe = await probeWritable(target);
+  if (probe.ok) return;
+  const where = probe.at === path.resolve(named) ? named : `${named} (in ${probe.at})`;
+  throw new UsageError(`cannot write ${what} ${where}: ${probe.reason}; choose another ${flag}`);
+}
+
+/**
+ * What `train` will write, checked before any work, so that a run never computes for minutes
+ * to fail at its last step: the model folder and the report can be created, the model folder
+ * does not overlap the data (a model inside the data would be read as a class next time; data
+ * inside the model folder could be deleted with it), and the cache can be written, or at least
+ * read when it already holds features.
+ */
+export async function checkTrainOutputs(o: TrainOutputs): Promise<void> {
+  const [data, out] = await Promise.all([realPathOf(o.data), realPathOf(o.out)]);
+  if (isWithin(out, data)) throw new UsageError(`--out ${o.out} is inside the data folder ${o.data}: the next run would read the model as images; choose an --out outside it`);
+  if (isWithin(data, out)) throw new UsageError(`--out ${o.out} contains the data folder ${o.data}: choose an --out that does not hold the data`);
+  const outInfo = await stat(o.out).catch(() => undefined);
+  if (outInfo && !outInfo.isDirectory()) throw new UsageError(`--out ${o.out} is a file, not a folder; choose another --out`);
+  await requireWritable(o.out, 'the model folder', '--out');
+  if (o.report) {
+    const reportInfo = await stat(o.report).catch(() => undefined);
+    if (reportInfo?.isDirectory()) throw new UsageError(`--report ${o.report} is a folder; give a file name such as report.html`);
+    await requireWritable(path.dirname(path.resolve(o.report)), 'the report', '--report', o.report);
+  }
+  if (o.cacheDir !== false) {
+    const cache = o.cacheDir ?? featureCacheDir();
+    const probe = await probeWritable(cache);
+    // A cache that cannot be written but holds features is still worth reading (a shared or
+    // read-only copy); an empty one would only make every run compute everything again.
+    if (!probe.ok && (await cacheFolderKind(cache)) !== 'cache') {
+      throw new UsageError(`cannot write the feature cache ${cache}: ${probe.reason}; choose a writable --cache-dir, or run with --no-cache`);
+    }
+  }
+}
