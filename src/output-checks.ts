@@ -6,8 +6,8 @@ import { cacheFolderKind } from './features/cache.ts';
 import { featureCacheDir } from './paths.ts';
 
 export interface TrainOutputs {
-  /** The data folder (never written). */
-  data: string;
+  /** The data folder (never written); undefined where the layout lists its files (a labels CSV), so a model beside them is never read as data. */
+  data?: string;
   /** The model folder train will write. */
   out: string;
   /** The HTML report file, when one is asked for. */
@@ -32,9 +32,11 @@ async function requireWritable(target: string, what: string, flag: string, named
  * read when it already holds features.
  */
 export async function checkTrainOutputs(o: TrainOutputs): Promise<void> {
-  const [data, out] = await Promise.all([realPathOf(o.data), realPathOf(o.out)]);
-  if (isWithin(out, data)) throw new UsageError(`--out ${o.out} is inside the data folder ${o.data}: the next run would read the model as images; choose an --out outside it`);
-  if (isWithin(data, out)) throw new UsageError(`--out ${o.out} contains the data folder ${o.data}: choose an --out that does not hold the data`);
+  if (o.data !== undefined) {
+    const [data, out] = await Promise.all([realPathOf(o.data), realPathOf(o.out)]);
+    if (isWithin(out, data)) throw new UsageError(`--out ${o.out} is inside the data folder ${o.data}: the next run would read the model as images; choose an --out outside it`);
+    if (isWithin(data, out)) throw new UsageError(`--out ${o.out} contains the data folder ${o.data}: choose an --out that does not hold the data`);
+  }
   const outInfo = await stat(o.out).catch(() => undefined);
   if (outInfo && !outInfo.isDirectory()) throw new UsageError(`--out ${o.out} is a file, not a folder; choose another --out`);
   await requireWritable(o.out, 'the model folder', '--out');
