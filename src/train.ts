@@ -25,7 +25,7 @@ export { TRAIN_DEFAULTS, type ClassWeightMode } from './defaults.ts';
 import { openFusedSource, type BackboneChoice, type EngineSettings, type FusedSource } from './features/source.ts';
 export type { BackboneChoice, EngineSettings, FeatureSource, FusedSource } from './features/source.ts';
 
-export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' | 'preprocess' | 'inputSize'>, EngineSettings, CacheOptions {
+export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' | 'preprocess' | 'inputSize' | 'trainedWith'>, EngineSettings, CacheOptions {
   /** A registry name or path; several (an array) fuse their features. */
   backbone?: string | string[];
   /** Feature layer; with several backbones, one entry per backbone (undefined = its default). */

@@ -23,6 +23,8 @@ export interface BackboneChoice {
   resize?: ResizeMode;
   /** Fetch missing registry weights (default yes; FINETUNE_OFFLINE=1 or false forbids it). */
   download?: boolean;
+  /** The backbone a model was trained with (predict, evaluate): another network is refused by its checksum. */
+  trainedWith?: { id: string; checksum: string };
 }
 
 export interface EngineSettings {
