@@ -29,7 +29,16 @@ export async function openFeatureStore(spec: FeatureSpec, dim: number, opts: Cac
   if (!cache.writable) warn(`feature cache ${cache.dir} cannot be written (${cache.readOnlyReason}): reading the features it holds, saving no new ones`, cache.dir);
   // Pooled vectors are small: float32 keeps a cached run bit-identical to a fresh one.
   // Flattened maps (VGG16: 25,088 floats) are large: float16 halves the disk.
-  const ns = await cache.namespace(spec, dim, { precision: dim > 4096 ? 'float16' : 'float32' });
+  let ns: Awaited<ReturnType<typeof cache.namespace>>;
+  try {
+    ns = await cache.namespace(spec, dim, { precision: dim > 4096 ? 'float16' : 'float32' });
+  } catch (err) {
+    if (!(err instanceof FinetuneError)) throw err;
+    // Not even readable (permissions): the run goes on as with --no-cache.
+    warn(`${err.message.replace(/; choose .*$/, '')}: going on without the cache`, cache.dir);
+    await cache.close();
+    return { close: async () => {} };
+  }
   let saving = cache.writable;
   const store: NonNullable<OpenStore['store']> = {
     stats: ns.stats,
