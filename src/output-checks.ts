@@ -10,6 +10,8 @@ export interface TrainOutputs {
   data?: string;
   /** The model folder train will write. */
   out: string;
+  /** False when `out` is the default (models/<data folder name>), not a flag the user gave. */
+  outGiven?: boolean;
   /** The HTML report file, when one is asked for. */
   report?: string;
   /** The feature cache folder; false when caching is off. Default: the standard cache. */
@@ -34,8 +36,9 @@ async function requireWritable(target: string, what: string, flag: string, named
 export async function checkTrainOutputs(o: TrainOutputs): Promise<void> {
   if (o.data !== undefined) {
     const [data, out] = await Promise.all([realPathOf(o.data), realPathOf(o.out)]);
-    if (isWithin(out, data)) throw new UsageError(`--out ${o.out} is inside the data folder ${o.data}: the next run would read the model as images; choose an --out outside it`);
-    if (isWithin(data, out)) throw new UsageError(`--out ${o.out} contains the data folder ${o.data}: choose an --out that does not hold the data`);
+    const named = o.outGiven === false ? `the default model folder ${o.out} (under the current folder)` : `--out ${o.out}`;
+    if (isWithin(out, data)) throw new UsageError(`${named} is inside the data folder ${o.data}: the next run would read the model as images; choose an --out outside it`);
+    if (isWithin(data, out)) throw new UsageError(`${named} contains the data folder ${o.data}: choose an --out that does not hold the data`);
   }
   const outInfo = await stat(o.out).catch(() => undefined);
   if (outInfo && !outInfo.isDirectory()) throw new UsageError(`--out ${o.out} is a file, not a folder; choose another --out`);

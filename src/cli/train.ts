@@ -167,7 +167,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
       const [{ train }, { saveModel }, { checkTrainOutputs }] = await Promise.all([import('../train.ts'), import('../model-io.ts'), import('../output-checks.ts')]);
       const csv = /\.csv$/i.test(data);
       const outDir = flags.out ?? path.join('models', path.basename(path.resolve(data), csv ? path.extname(data) : ''));
-      await checkTrainOutputs({ data: flags.labels || csv ? undefined : data, out: outDir, report: flags.report, cacheDir: engineOptions(flags).cacheDir });
+      await checkTrainOutputs({ data: flags.labels || csv ? undefined : data, out: outDir, outGiven: flags.out !== undefined, report: flags.report, cacheDir: engineOptions(flags).cacheDir });
       const result = await train(data, {
         ...trainOptions(flags, defaults),
         ...engineOptions(flags),
