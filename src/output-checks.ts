@@ -22,8 +22,20 @@ export interface TrainOutputs {
 async function requireWritable(target: string, what: string, flag: string, named = target): Promise<void> {
   const probe = await probeWritable(target);
   if (probe.ok) return;
-  const where = probe.at === path.resolve(named) ? named : `${named} (in ${probe.at})`;
+  const where = probe.at === path.resolve(named) || probe.at === path.dirname(path.resolve(named)) ? named : `${named} (in ${probe.at})`;
   throw new UsageError(`cannot write ${what} ${where}: ${probe.reason}; choose another ${flag}`);
+}
+
+/**
+ * Files a command writes after its work (--report, --csv, --kaggle; undefined ones are not
+ * asked for), checked before it: each must not be a folder, and its folder must take a file.
+ */
+export async function checkOutputFiles(outputs: { file?: string; flag: string }[]): Promise<void> {
+  for (const { file, flag } of outputs) {
+    if (file === undefined) continue;
+    if ((await stat(file).catch(() => undefined))?.isDirectory()) throw new UsageError(`${flag} ${file} is a folder; give a file name`);
+    await requireWritable(path.dirname(path.resolve(file)), flag, flag, file);
+  }
 }
 
 /**
@@ -43,11 +55,7 @@ export async function checkTrainOutputs(o: TrainOutputs): Promise<void> {
   const outInfo = await stat(o.out).catch(() => undefined);
   if (outInfo && !outInfo.isDirectory()) throw new UsageError(`--out ${o.out} is a file, not a folder; choose another --out`);
   await requireWritable(o.out, 'the model folder', '--out');
-  if (o.report) {
-    const reportInfo = await stat(o.report).catch(() => undefined);
-    if (reportInfo?.isDirectory()) throw new UsageError(`--report ${o.report} is a folder; give a file name such as report.html`);
-    await requireWritable(path.dirname(path.resolve(o.report)), 'the report', '--report', o.report);
-  }
+  await checkOutputFiles([{ file: o.report, flag: '--report' }]);
   if (o.cacheDir !== false) {
     const cache = o.cacheDir ?? featureCacheDir();
     const probe = await probeWritable(cache);

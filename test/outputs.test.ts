@@ -66,9 +66,27 @@ describe('outputs that cannot be written fail before any work', { skip: cannotMo
     const ro = (await readOnlyMount('ro-report'))!;
     const r = await cli(['train', data, ...flags(), '--out', path.join(root, 'm-report'), '--report', path.join(ro, 'r.html')]);
     assert.equal(r.code, EXIT.usage, show(r));
-    assert.match(errorLines(r)[0], /cannot write the report .*r\.html.*read-only file system; choose another --report/);
+    assert.match(errorLines(r)[0], /cannot write --report .*r\.html: read-only file system; choose another --report/);
     assert.doesNotMatch(r.stderr, /extracting features/);
     await assert.rejects(readdir(path.join(root, 'm-report')), 'no model folder made');
+  });
+
+  test('predict --csv / --kaggle and evaluate --report in a read-only folder: exit 2 before extracting', async () => {
+    const ro = (await readOnlyMount('ro-tables'))!;
+    const model = path.join(root, 'm-tables');
+    const t = await cli(['train', data, ...flags(), '--out', model, '--no-cache']);
+    assert.equal(t.code, EXIT.ok, show(t));
+    for (const [args, flag] of [
+      [['predict', '--model', model, '--no-cache', '--csv', path.join(ro, 'p.csv'), path.join(data, 'valid/a/a-0.jpg')], '--csv'],
+      [['predict', '--model', model, '--no-cache', '--kaggle', path.join(ro, 'k.csv'), path.join(data, 'valid/a/a-0.jpg')], '--kaggle'],
+      [['evaluate', data, '--model', model, '--no-cache', '--report', path.join(ro, 'r.html')], '--report'],
+    ] as const) {
+      const r = await cli([...args]);
+      assert.equal(r.code, EXIT.usage, show(r));
+      assert.equal(errorLines(r).length, 1, show(r));
+      assert.match(errorLines(r)[0], new RegExp(`cannot write ${flag} ${ro}/\\w+\\.\\w+: read-only file system; choose another ${flag}`));
+      assert.doesNotMatch(r.stderr, /extracting features/);
+    }
   });
 
   test('an empty read-only cache: train refuses before extracting; predict warns once and answers', async () => {

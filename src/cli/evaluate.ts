@@ -47,6 +47,7 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
         import('../report-file.ts'),
         import('../errors.ts'),
       ]);
+      await (await import('../output-checks.ts')).checkOutputFiles([{ file: flags.report, flag: '--report' }]);
       const model = await loadModel(flags.model, { backend: flags.backend });
       try {
         const result = await evaluate(model, data, { ...engineOptions(flags), split: flags.split, layout: flags.layout, labels: flags.labels, tta: flags.tta, weights: flags.weights, backbone: flags.backbone, onProgress: progress, signal });
