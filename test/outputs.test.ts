@@ -89,6 +89,16 @@ describe('outputs that cannot be written fail before any work', { skip: cannotMo
     }
   });
 
+  test('a read-only FINETUNE_HOME: the model is saved, and a warning says it is not remembered as the last one', async () => {
+    const ro = (await readOnlyMount('ro-home'))!;
+    const model = path.join(root, 'm-home');
+    const r = await runFinetune(['train', data, ...flags(), '--out', model, '--no-cache'], { home: ro, cwd: root });
+    assert.equal(r.code, EXIT.ok, show(r));
+    assert.match(r.stderr, new RegExp(`cannot remember ${model} as the last model trained \\(${ro}/last-model: read-only file system\\); predict and evaluate need --model ${model}`));
+    const p = await runFinetune(['predict', '--model', model, '--no-cache', path.join(data, 'valid/a/a-0.jpg')], { home: ro, cwd: root });
+    assert.equal(p.code, EXIT.ok, show(p));
+  });
+
   test('an empty read-only cache: train refuses before extracting; predict warns once and answers', async () => {
     const ro = (await readOnlyMount('ro-empty-cache'))!;
     const r = await cli(['train', data, ...flags(), '--out', path.join(root, 'm-cache'), '--cache-dir', ro]);

@@ -131,6 +131,10 @@ async function removeLeftovers(dir: string, keep: string | undefined): Promise<v
 export async function rememberLastModel(file: string, dir: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, path.resolve(dir) + '\n');
-  await rename(tmp, file);
+  try {
+    await writeFile(tmp, path.resolve(dir) + '\n');
+    await rename(tmp, file);
+  } finally {
+    await rm(tmp, { force: true }).catch(() => undefined);
+  }
 }

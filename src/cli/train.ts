@@ -174,7 +174,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
         onProgress: progress,
         signal,
       });
-      await saveModel(outDir, result);
+      await saveModel(outDir, result, { onProgress: progress });
       result.head.dispose();
       if (flags.report) {
         const [{ loadModel }, { evaluate }, { writeReport }] = await Promise.all([import('../predict.ts'), import('../evaluate.ts'), import('../report-file.ts')]);
