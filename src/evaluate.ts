@@ -9,6 +9,8 @@ export interface EvaluateOptions extends PredictOptions {
   /** Which images: valid (default where the data has a validation split), train, test, all. */
   split?: Split;
   layout?: Layout;
+  /** A CSV of path,label[,split] (the csv layout), as in training. */
+  labels?: string;
 }
 
 export interface EvaluateResult {
@@ -31,10 +33,12 @@ export interface EvaluateResult {
  */
 export async function evaluate(model: FinetuneModel, dataDir: string, opts: EvaluateOptions = {}): Promise<EvaluateResult> {
   if (opts.split && !(SPLITS as readonly string[]).includes(opts.split)) throw new UsageError(`--split ${opts.split}: use one of ${SPLITS.join(', ')}`);
-  const training = model.manifest.training as { data?: string; valSplit?: number; seed?: number; layout?: Layout };
-  const sameData = training.data !== undefined && path.resolve(training.data) === path.resolve(dataDir);
+  const training = model.manifest.training as { data?: string; labels?: string; valSplit?: number; seed?: number; layout?: Layout };
+  const same = (a: string | undefined, b: string | undefined) => (a === undefined ? b === undefined : b !== undefined && path.resolve(a) === path.resolve(b));
+  const sameData = training.data !== undefined && (same(training.labels, opts.labels) ? same(training.data, dataDir) : training.labels !== undefined && same(training.labels, dataDir));
   const dataset = await loadDataset(dataDir, {
     layout: opts.layout,
+    labels: opts.labels,
     classes: model.classes,
     valSplit: sameData ? training.valSplit : 0,
     seed: training.seed,

@@ -15,3 +15,4 @@ export type { ProgressEvent, OnProgress } from './progress.ts';
 export { exportModel, EXPORT_FORMATS, type ExportFormat, type ExportOptions, type ExportResult, type ExportedPreprocessing } from './export/model-export.ts';
 export { createPredictor, type Predictor, type PredictorInput, type PredictorOptions } from './serve/predictor.ts';
 export { serve, SERVE_DEFAULTS, type ServeOptions, type ServeEvent, type PredictionServer } from './serve/server.ts';
+export { checkTrainOutputs, type TrainOutputs } from './output-checks.ts';

@@ -1,10 +1,24 @@
 import { saveBundle, rememberLastModel } from './bundle/save.ts';
+import { FinetuneError } from './errors.ts';
+import { reasonOf } from './fs-reasons.ts';
 import { lastModelFile } from './paths.ts';
+import type { OnProgress } from './progress.ts';
 import type { TrainResult } from './train.ts';
 
-/** Writes a trained head as a bundle (atomically) and makes it predict's default model. */
-export async function saveModel(dir: string, result: Pick<TrainResult, 'head' | 'manifest'>, opts: { remember?: boolean } = {}): Promise<string> {
+/**
+ * Writes a trained head as a bundle (atomically) and makes it predict's default model. The
+ * model is what matters: when only the pointer cannot be written, `onProgress` is warned (and
+ * without one, it is an error).
+ */
+export async function saveModel(dir: string, result: Pick<TrainResult, 'head' | 'manifest'>, opts: { remember?: boolean; onProgress?: OnProgress } = {}): Promise<string> {
   await saveBundle(dir, result.head, result.manifest);
-  if (opts.remember ?? true) await rememberLastModel(lastModelFile(), dir);
+  if (!(opts.remember ?? true)) return dir;
+  try {
+    await rememberLastModel(lastModelFile(), dir);
+  } catch (err) {
+    const message = `cannot remember ${dir} as the last model trained (${lastModelFile()}: ${reasonOf(err)}); predict and evaluate need --model ${dir}`;
+    if (!opts.onProgress) throw new FinetuneError(message, undefined, { cause: err });
+    opts.onProgress({ status: 'warn', task: 'save', message, path: lastModelFile() });
+  }
   return dir;
 }

@@ -1,4 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isRegistryName } from './backbones/registry.ts';
+import { notTheBackbone } from './backbones/resolve.ts';
 import * as tf from './tf.ts';
 import { loadBundle, type LoadedBundle } from './bundle/load.ts';
 import { expandInputs, inInputOrder } from './data/inputs.ts';
@@ -45,8 +48,22 @@ export async function loadModel(dir?: string, opts: { backend?: EngineSettings['
 export async function openModelFeatures(model: FinetuneModel, opts: PredictOptions): Promise<FusedSource> {
   const records = model.manifest.backbones;
   const moved = opts.backbone?.split(',');
+  for (const [i, b] of records.entries()) {
+    const given = moved?.[i] || undefined;
+    if (given === undefined) {
+      if (!isRegistryName(b.id) && path.isAbsolute(b.id) && !(await stat(b.id).catch(() => null))) {
+        const order = records.length > 1 ? ` (comma-separated, in this order: ${records.map((r) => r.id).join(',')})` : '';
+        throw new UsageError(`the backbone ${b.id} recorded in ${model.dir} is no longer at that path: pass --backbone NEWPATH where it is now${order}`);
+      }
+    } else if (isRegistryName(given) && given !== b.id) {
+      // A registry network is known by its name; a path's weights are checked as it loads (trainedWith).
+      throw notTheBackbone(given, b);
+    }
+  }
   const choices = records.map((b, i) => ({
     backbone: moved?.[i] || b.id,
+    // Only a network the user points to is checked as it loads; the recorded one is checked below.
+    trainedWith: moved?.[i] ? { id: b.id, checksum: b.checksum } : undefined,
     weights: opts.weights,
     layer: b.layer,
     preprocess: b.preprocess,

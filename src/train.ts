@@ -26,7 +26,7 @@ export { TRAIN_DEFAULTS, type ClassWeightMode } from './defaults.ts';
 import { openFusedSource, type BackboneChoice, type EngineSettings, type FusedSource } from './features/source.ts';
 export type { BackboneChoice, EngineSettings, FeatureSource, FusedSource } from './features/source.ts';
 
-export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' | 'preprocess' | 'inputSize'>, EngineSettings, CacheOptions {
+export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' | 'preprocess' | 'inputSize' | 'trainedWith'>, EngineSettings, CacheOptions {
   /** A registry name or path; several (an array) fuse their features. */
   backbone?: string | string[];
   /** Feature layer; with several backbones, one entry per backbone (undefined = its default). */
@@ -34,6 +34,8 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' 
   preprocess?: Preprocess | (Preprocess | undefined)[];
   inputSize?: readonly [number, number] | (readonly [number, number] | undefined)[];
   layout?: Layout;
+  /** A CSV of path,label[,split] (the csv layout) instead of folders. */
+  labels?: string;
   valSplit?: number;
   seed?: number;
   hidden?: number;
@@ -224,7 +226,7 @@ function leakageWarnings(dataset: Dataset, result: ExtractResult): string[] {
 
 async function readDataset(dataDir: string, o: TrainOptions & typeof TRAIN_DEFAULTS): Promise<Dataset> {
   o.onProgress?.({ status: 'initiate', task: 'dataset', message: `reading ${dataDir}` });
-  const dataset = await loadDataset(dataDir, { layout: o.layout, valSplit: o.valSplit, seed: o.seed });
+  const dataset = await loadDataset(dataDir, { layout: o.layout, labels: o.labels, valSplit: o.valSplit, seed: o.seed });
   o.onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid` });
   for (const message of dataset.warnings) o.onProgress?.({ status: 'warn', task: 'dataset', message });
   return dataset;
@@ -368,7 +370,8 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       featureSize: source.featureSize,
       temperature: calibration.temperature,
       training: {
-        data: dataDir,
+        data: dataset.root,
+        ...(o.labels !== undefined || dataset.layout === 'csv' ? { labels: o.labels ?? dataDir } : {}),
         layout: dataset.layout,
         valSplit: o.valSplit,
         seed: o.seed,

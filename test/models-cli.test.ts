@@ -286,7 +286,8 @@ describe('data pull', () => {
   test('FINETUNE_OFFLINE=1: exit 1, naming the URL and the layout', async () => {
     const dir = path.join(tmp, 'datasets-offline');
     const requests = mirror.requests.length;
-    const r = await finetune(home, ['data', 'pull', 'dogscats', '--dir', dir], { FINETUNE_OFFLINE: '1' });
+    // Its own home: the zip the test above downloaded would be used without the network.
+    const r = await finetune(newHome('data-offline'), ['data', 'pull', 'dogscats', '--dir', dir], { FINETUNE_OFFLINE: '1' });
     assert.equal(r.code, 1, show(r));
     const errors = errorLines(r);
     assert.equal(errors.length, 1, show(r));

@@ -34,6 +34,14 @@ export interface BackboneOptions {
   download?: boolean;
   onProgress?: OnProgress;
   signal?: AbortSignal;
+  /** The backbone a model was trained with: a network given by path must have these weights (checked before its layers). */
+  trainedWith?: { id: string; checksum: string };
+}
+
+/** `spec` holds other weights than the network a model was trained with. */
+export function notTheBackbone(spec: string, trainedWith: { id: string; checksum?: string }, checksum?: string): UsageError {
+  const why = checksum && trainedWith.checksum ? `: its weights' sha256 ${checksum.slice(0, 12)}… differs from the recorded ${trainedWith.checksum.slice(0, 12)}… (${trainedWith.id})` : ` (that is ${trainedWith.id})`;
+  return new UsageError(`--backbone ${spec} is not the backbone this model was trained with${why}; pass the network it was trained with, or re-train`);
 }
 
 const HEAD_CLASSES = new Set(['Flatten', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Dense']);
@@ -157,7 +165,14 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
   } else {
     throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json) or a Keras .h5 file`);
   }
-  if (opts.weights) throw new UsageError('--weights applies to registry backbones (vgg16); a backbone given by path carries its own weights');
+  if (opts.weights) {
+    model.dispose();
+    throw new UsageError('--weights applies to registry backbones (vgg16); a backbone given by path carries its own weights');
+  }
+  if (opts.trainedWith && checksum !== opts.trainedWith.checksum) {
+    model.dispose();
+    throw notTheBackbone(spec, opts.trainedWith, checksum);
+  }
   const layer = opts.output ? model.layers[model.layers.length - 1].name : checkLayer(model, opts.layer ?? defaultFeatureLayer(model), spec, opts.inputSize);
   return { id: full, source: full, model, layer, preprocess: preprocess ?? guessPreprocess(model, kind), inputSize: inputSizeOf(model, spec), checksum };
 }

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '../tf.ts';
 import { FinetuneError } from '../errors.ts';
+import { reasonOf } from '../fs-reasons.ts';
 import { MANIFEST_FILE, type Manifest } from './manifest.ts';
 
 async function writeDurably(file: string, data: string | Uint8Array): Promise<void> {
@@ -64,18 +65,32 @@ export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Om
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
-    throw new FinetuneError(`cannot create model folder ${dir}: ${(err as Error).message}; choose another --out`, 1, { cause: err });
+    throw new FinetuneError(`cannot create model folder ${dir}: ${reasonOf(err)}; choose another --out`, 1, { cause: err });
   }
   const old = await previousHead(dir);
   const headDir = `head-${Date.now().toString(36)}-${process.pid}-${randomBytes(4).toString('hex')}`;
   const headPath = path.join(dir, headDir);
-  await mkdir(headPath);
-  await writeLayersModel(headPath, head);
-  const full: Manifest = { ...manifest, head: `${headDir}/model.json` } as Manifest;
   const tmp = path.join(dir, `.${MANIFEST_FILE}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  await writeDurably(tmp, JSON.stringify(full, null, 2) + '\n');
-  await rename(tmp, path.join(dir, MANIFEST_FILE));
-  await syncDir(dir);
+  let renamed = false;
+  try {
+    await mkdir(headPath);
+    await writeLayersModel(headPath, head);
+    const full: Manifest = { ...manifest, head: `${headDir}/model.json` } as Manifest;
+    await writeDurably(tmp, JSON.stringify(full, null, 2) + '\n');
+    await rename(tmp, path.join(dir, MANIFEST_FILE));
+    renamed = true;
+    await syncDir(dir);
+  } catch (err) {
+    if (!renamed) {
+      // What this save wrote goes, so that a retry after freeing space has the space back.
+      await rm(headPath, { recursive: true, force: true }).catch(() => undefined);
+      await rm(tmp, { force: true }).catch(() => undefined);
+      await removeLeftovers(dir, old).catch(() => undefined);
+      const kept = old ? '; the previous model there is unchanged' : '';
+      throw new FinetuneError(`cannot save the model in ${dir}: ${reasonOf(err)}${kept}; free space or choose another --out`, 1, { cause: err });
+    }
+    throw err;
+  }
   if (old && old !== headDir && /^head-[\w-]+$/.test(old)) await rm(path.join(dir, old), { recursive: true, force: true });
   await removeLeftovers(dir, headDir);
   return dir;
@@ -91,20 +106,24 @@ function processAlive(pid: number): boolean {
 }
 
 /**
- * Heads and temporary manifests left by a killed save. Only those of processes that no longer
- * run are removed: a live writer may still be filling its own head folder.
+ * A save writes its head in seconds; a head folder untouched for this long belongs to no live
+ * save, even when its pid is alive again (reused, or a process in another container).
  */
-async function removeLeftovers(dir: string, current: string): Promise<void> {
-  let referenced = current;
-  try {
-    referenced = path.dirname((JSON.parse(await readFile(path.join(dir, MANIFEST_FILE), 'utf8')) as Manifest).head);
-  } catch {
-    return;
-  }
+const ORPHAN_AGE_MS = 10 * 60 * 1000;
+
+/**
+ * Heads and temporary manifests left by a killed or failed save. Those of processes that still
+ * run and that were written to recently are kept: a live writer may still be filling its own
+ * head folder. `keep` is the head the manifest names (and this save's own).
+ */
+async function removeLeftovers(dir: string, keep: string | undefined): Promise<void> {
+  const referenced = await previousHead(dir);
   for (const name of await readdir(dir)) {
     const match = /^head-[0-9a-z]+-(\d+)-[0-9a-f]+$/.exec(name) ?? /^\.finetune\.json\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name);
-    if (!match || name === referenced || name === current) continue;
-    if (!processAlive(Number(match[1]))) await rm(path.join(dir, name), { recursive: true, force: true });
+    if (!match || name === referenced || name === keep) continue;
+    const full = path.join(dir, name);
+    const age = Date.now() - ((await stat(full).catch(() => undefined))?.mtimeMs ?? 0);
+    if (!processAlive(Number(match[1])) || age > ORPHAN_AGE_MS) await rm(full, { recursive: true, force: true });
   }
 }
 
@@ -112,6 +131,10 @@ async function removeLeftovers(dir: string, current: string): Promise<void> {
 export async function rememberLastModel(file: string, dir: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, path.resolve(dir) + '\n');
-  await rename(tmp, file);
+  try {
+    await writeFile(tmp, path.resolve(dir) + '\n');
+    await rename(tmp, file);
+  } finally {
+    await rm(tmp, { force: true }).catch(() => undefined);
+  }
 }

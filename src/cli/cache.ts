@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { UsageError } from '../errors.ts';
 import { printJson, printResult } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -14,9 +15,16 @@ function megabytes(bytes: number): string {
 const CACHE_DIR_HELP = 'feature cache folder (default: $FINETUNE_CACHE or ~/.cache/finetune/features)';
 
 /** Opens the cache of --cache-dir (or the default), runs `use`, and closes it. */
-async function withCache<T>(flags: CacheFlags, use: (cache: import('../features/cache.ts').FeatureCache) => Promise<T>): Promise<T> {
-  const [{ FeatureCache }, { featureCacheDir }] = await Promise.all([import('../features/cache.ts'), import('../paths.ts')]);
-  const cache = await FeatureCache.open(flags.cacheDir ?? featureCacheDir());
+async function withCache<T>(flags: CacheFlags, access: 'read' | 'write', use: (cache: import('../features/cache.ts').FeatureCache) => Promise<T>): Promise<T> {
+  const [{ FeatureCache, cacheFolderKind }, { featureCacheDir }] = await Promise.all([import('../features/cache.ts'), import('../paths.ts')]);
+  const dir = flags.cacheDir ?? featureCacheDir();
+  if (access === 'write') {
+    // Clearing must never touch a folder of someone else's files, not even to tag it.
+    const kind = await cacheFolderKind(dir);
+    if (kind === 'other') throw new UsageError(`${dir} is not a finetune feature cache (no CACHEDIR.TAG of finetune, and files of its own): nothing was deleted; check --cache-dir`);
+    if (kind !== 'cache') access = 'read';
+  }
+  const cache = await FeatureCache.open(dir, { access });
   try {
     return await use(cache);
   } finally {
@@ -33,7 +41,7 @@ export function registerCache(program: Command): void {
     .option('--json', 'print one JSON object')
     .action((flags: CacheFlags) =>
       runCommand(flags, async () => {
-        const info = await withCache(flags, (cache) => cache.info());
+        const info = await withCache(flags, 'read', (cache) => cache.info());
         if (flags.json) return printJson(info);
         printResult(`cache     ${info.dir}`);
         printResult(`entries   ${info.entries}, ${megabytes(info.bytes)}`);
@@ -50,9 +58,9 @@ export function registerCache(program: Command): void {
     .option('--json', 'print one JSON object')
     .action((flags: CacheFlags) =>
       runCommand(flags, async () => {
-        const before = await withCache(flags, async (cache) => {
+        const before = await withCache(flags, 'write', async (cache) => {
           const info = await cache.info();
-          await cache.clear();
+          if (cache.writable) await cache.clear();
           return info;
         });
         if (flags.json) return printJson({ cleared: before.entries, bytes: before.bytes, dir: before.dir });

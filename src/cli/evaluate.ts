@@ -9,6 +9,7 @@ interface EvaluateFlags extends EngineFlags {
   model?: string;
   split?: 'train' | 'valid' | 'test' | 'all';
   layout?: 'fastai' | 'folders' | 'kaggle';
+  labels?: string;
   tta?: boolean;
   minAccuracy?: number;
   maxLogLoss?: number;
@@ -27,6 +28,7 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
     .option('--model <dir>', 'model folder (default: the model trained last)')
     .addOption(new Option('--split <split>', 'which images (default: valid where the data has a validation split, else all)').choices(['train', 'valid', 'test', 'all']))
     .addOption(new Option('--layout <layout>', 'force a data layout instead of detecting it').choices(['fastai', 'folders', 'kaggle']))
+    .option('--labels <file.csv>', 'labels from a CSV with a header: path,label[,split], as in train')
     .option('--tta', 'test-time augmentation: average over the image and its mirror image')
     .option('--min-accuracy <x>', 'exit 4 when accuracy is below x (0–1)', float('--min-accuracy'))
     .option('--max-log-loss <y>', 'exit 4 when log loss is above y', float('--max-log-loss'))
@@ -45,9 +47,10 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
         import('../report-file.ts'),
         import('../errors.ts'),
       ]);
+      await (await import('../output-checks.ts')).checkOutputFiles([{ file: flags.report, flag: '--report' }]);
       const model = await loadModel(flags.model, { backend: flags.backend });
       try {
-        const result = await evaluate(model, data, { ...engineOptions(flags), split: flags.split, layout: flags.layout, tta: flags.tta, weights: flags.weights, backbone: flags.backbone, onProgress: progress, signal });
+        const result = await evaluate(model, data, { ...engineOptions(flags), split: flags.split, layout: flags.layout, labels: flags.labels, tta: flags.tta, weights: flags.weights, backbone: flags.backbone, onProgress: progress, signal });
         progress.stop();
         const e = result.evaluation;
         if (flags.report) await writeReport(flags.report, model, result);

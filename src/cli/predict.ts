@@ -48,6 +48,7 @@ export function registerPredict(program: Command, defaults: typeof import('../de
       const top = flags.top ?? 1;
       const { predictionsCsv, kaggleSubmission, parseClip } = await import('../export/tables.ts');
       if (flags.kaggle) parseClip(flags.clip);
+      await (await import('../output-checks.ts')).checkOutputFiles([{ file: flags.csv, flag: '--csv' }, { file: flags.kaggle, flag: '--kaggle' }]);
       if (top < 1) throw new UsageError(`--top ${top}: must be at least 1`);
       const model = await loadModel(flags.model, { backend: flags.backend });
       try {

@@ -23,6 +23,7 @@ export interface TrainFlags extends EngineFlags {
   pooling?: Pooling;
   resize: 'squash' | 'crop';
   layout?: 'fastai' | 'folders' | 'kaggle';
+  labels?: string;
   valSplit: number;
   seed: number;
   hidden: number;
@@ -94,6 +95,7 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     )
     .addOption(new Option('--resize <mode>', 'squash to the input size, or crop the centre').choices(['squash', 'crop']).default(defaults.resize))
     .addOption(new Option('--layout <layout>', 'force a data layout instead of detecting it').choices(['fastai', 'folders', 'kaggle']))
+    .option('--labels <file.csv>', 'labels from a CSV with a header: path,label[,split] (paths relative to DATA or to the CSV)')
     .option('--val-split <fraction>', 'validation fraction when the data has no valid/ folder', float('--val-split'), defaults.valSplit)
     .option('--seed <n>', 'seed of the split, initialisation, shuffling and dropout', int('--seed'), defaults.seed)
     .option('--hidden <units>', 'hidden units of the head (0 = linear head)', int('--hidden'), defaults.hidden)
@@ -134,6 +136,7 @@ export function trainOptions(flags: TrainFlags, defaults: Defaults) {
     pooling: flags.pooling,
     resize: flags.resize,
     layout: flags.layout,
+    labels: flags.labels,
     valSplit: flags.valSplit,
     seed: flags.seed,
     hidden: flags.hidden,
@@ -161,15 +164,17 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
   addTrainOptions(cmd, defaults);
   cmd.action((data: string, flags: TrainFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
-      const [{ train }, { saveModel }] = await Promise.all([import('../train.ts'), import('../model-io.ts')]);
-      const outDir = flags.out ?? path.join('models', path.basename(path.resolve(data)));
+      const [{ train }, { saveModel }, { checkTrainOutputs }] = await Promise.all([import('../train.ts'), import('../model-io.ts'), import('../output-checks.ts')]);
+      const csv = /\.csv$/i.test(data);
+      const outDir = flags.out ?? path.join('models', path.basename(path.resolve(data), csv ? path.extname(data) : ''));
+      await checkTrainOutputs({ data: flags.labels || csv ? undefined : data, out: outDir, outGiven: flags.out !== undefined, report: flags.report, cacheDir: engineOptions(flags).cacheDir });
       const result = await train(data, {
         ...trainOptions(flags, defaults),
         ...engineOptions(flags),
         onProgress: progress,
         signal,
       });
-      await saveModel(outDir, result);
+      await saveModel(outDir, result, { onProgress: progress });
       result.head.dispose();
       if (flags.report) {
         const [{ loadModel }, { evaluate }, { writeReport }] = await Promise.all([import('../predict.ts'), import('../evaluate.ts'), import('../report-file.ts')]);

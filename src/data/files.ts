@@ -1,5 +1,7 @@
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { UsageError } from '../errors.ts';
+import { reasonOf } from '../fs-reasons.ts';
 
 /** Extensions sharp decodes; anything else is skipped and counted. */
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.jfif', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
@@ -25,19 +27,33 @@ function isSilent(name: string): boolean {
   return name.startsWith('.') || SILENT.has(name.toLowerCase());
 }
 
+export interface ListOptions {
+  recursive?: boolean;
+  /**
+   * A folder that cannot be listed: 'error' (default; in a data set its images would silently
+   * go missing, or a whole class) or 'skip' (listed in `skipped`, for loose inputs to predict).
+   */
+  unreadableFolders?: 'error' | 'skip';
+}
+
+/** A folder of the data that cannot be listed: one line naming it and why, exit 2. */
+export function unreadableFolderError(dir: string, err: unknown): UsageError {
+  return new UsageError(`cannot read the folder ${dir}: ${reasonOf(err)}; make it readable (chmod) or move it out of the data`, { cause: err });
+}
+
 /**
  * Image files below `dir`, sorted. Symbolic links are followed once: a link back to a folder
  * already visited (a loop) is skipped and reported.
  */
-export async function listImages(dir: string, opts: { recursive?: boolean } = {}): Promise<Listing> {
+export async function listImages(dir: string, opts: ListOptions = {}): Promise<Listing> {
   const listing: Listing = { images: [], skipped: [] };
   const seen = new Set<string>();
-  await walk(dir, opts.recursive ?? true, seen, listing);
+  await walk(dir, { recursive: opts.recursive ?? true, unreadableFolders: opts.unreadableFolders ?? 'error' }, seen, listing);
   listing.images.sort();
   return listing;
 }
 
-async function walk(dir: string, recursive: boolean, seen: Set<string>, out: Listing): Promise<void> {
+async function walk(dir: string, opts: Required<ListOptions>, seen: Set<string>, out: Listing): Promise<void> {
   const real = await realpath(dir);
   if (seen.has(real)) {
     out.skipped.push({ path: dir, reason: 'symbolic link loop' });
@@ -48,6 +64,7 @@ async function walk(dir: string, recursive: boolean, seen: Set<string>, out: Lis
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (err) {
+    if (opts.unreadableFolders === 'error') throw unreadableFolderError(dir, err);
     out.skipped.push({ path: dir, reason: `cannot read folder (${(err as NodeJS.ErrnoException).code ?? err})` });
     return;
   }
@@ -68,7 +85,7 @@ async function walk(dir: string, recursive: boolean, seen: Set<string>, out: Lis
       }
     }
     if (isDir) {
-      if (recursive) await walk(full, recursive, seen, out);
+      if (opts.recursive) await walk(full, opts, seen, out);
       continue;
     }
     if (!isFile) {
@@ -83,7 +100,9 @@ async function walk(dir: string, recursive: boolean, seen: Set<string>, out: Lis
 
 /** Immediate sub-folders (following links), sorted, hidden ones left out. */
 export async function listSubfolders(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
+  const entries = await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ENOENT' ? err : unreadableFolderError(dir, err);
+  });
   const folders: string[] = [];
   for (const entry of entries) {
     if (isSilent(entry.name)) continue;

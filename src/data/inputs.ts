@@ -18,7 +18,7 @@ export async function expandInputs(inputs: string[]): Promise<{ paths: string[];
   for (const input of inputs) {
     const info = await stat(input).catch(() => null);
     if (info?.isDirectory()) {
-      const listing = await listImages(input);
+      const listing = await listImages(input, { unreadableFolders: 'skip' });
       if (listing.images.length === 0) entries.push({ path: input, reason: 'folder holds no images' });
       images(listing.images);
       entries.push(...listing.skipped);

@@ -1,6 +1,8 @@
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.ts';
+import { isWithin } from '../fs-reasons.ts';
+import { readCsvLabels, type CsvRow } from './csv-labels.ts';
 import { listImages, listSubfolders, type Skipped } from './files.ts';
 import { createRng, shuffleInPlace } from './random.ts';
 
@@ -9,8 +11,9 @@ import { createRng, shuffleInPlace } from './random.ts';
  * fastai  DIR/train/<class>/*, DIR/valid/<class>/* (also val/, validation/), optional DIR/test/
  * folders DIR/<class>/*, validation split off by a seeded stratified split
  * kaggle  DIR/train/cat.123.jpg (or DIR/cat.123.jpg): the class is the name before the first dot
+ * csv     a labels file (`labels` option, or DIR given as FILE.csv): path,label[,split] (csv-labels.ts)
  */
-export const LAYOUTS = ['fastai', 'folders', 'kaggle'] as const;
+export const LAYOUTS = ['fastai', 'folders', 'kaggle', 'csv'] as const;
 export type Layout = (typeof LAYOUTS)[number];
 export const SPLITS = ['train', 'valid', 'test', 'all'] as const;
 export type Split = (typeof SPLITS)[number];
@@ -39,18 +42,34 @@ export interface DatasetOptions {
   seed?: number;
   /** Classes in a fixed order (from a trained model): folders are mapped onto them. */
   classes?: string[];
+  /** A CSV of path,label[,split] (the csv layout); paths relative to the data folder or to the CSV. */
+  labels?: string;
 }
 
 const VALID_NAMES = ['valid', 'val', 'validation'];
 const TRAIN_NAMES = ['train', 'training'];
 
 export async function loadDataset(root: string, opts: DatasetOptions = {}): Promise<Dataset> {
+  let labels = opts.labels;
+  // `train labels.csv`: the CSV is the data set, its paths relative to its folder.
+  if (!labels && path.extname(root).toLowerCase() === '.csv' && (await stat(root).catch(() => null))?.isFile()) {
+    labels = root;
+    root = path.dirname(root);
+  }
   await requireFolder(root, 'data folder');
-  const layout = opts.layout ?? (await detectLayout(root));
+  if (opts.layout === 'csv' && !labels) throw new UsageError('--layout csv needs --labels FILE.csv');
+  const layout = labels ? 'csv' : (opts.layout ?? (await detectLayout(root)));
   const valSplit = opts.valSplit ?? 0.2;
   if (!(valSplit >= 0 && valSplit < 1)) throw new UsageError(`--val-split must be at least 0 and below 1 (got ${valSplit})`);
   const seed = opts.seed ?? 42;
-  const dataset = layout === 'fastai' ? await loadFastai(root) : layout === 'folders' ? await loadFolders(root, valSplit, seed) : await loadKaggle(root, valSplit, seed);
+  const dataset =
+    layout === 'fastai'
+      ? await loadFastai(root)
+      : layout === 'folders'
+        ? await loadFolders(root, valSplit, seed)
+        : layout === 'csv'
+          ? await loadCsv(root, labels!, valSplit, seed)
+          : await loadKaggle(root, valSplit, seed);
   if (opts.classes) remapClasses(dataset, opts.classes);
   return dataset;
 }
@@ -82,12 +101,6 @@ export async function detectLayout(root: string): Promise<Layout> {
 interface ClassFiles {
   name: string;
   files: string[];
-}
-
-/** True when `inner` is `outer` or lies below it. */
-function isWithin(inner: string, outer: string): boolean {
-  const rel = path.relative(outer, inner);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 async function readClassFolders(dir: string, skipped: Skipped[]): Promise<ClassFiles[]> {
@@ -190,6 +203,24 @@ async function loadKaggle(root: string, valSplit: number, seed: number): Promise
   const classes = byClass.map((c) => c.name);
   requireTwoClasses(classes, dir);
   return { root, layout: 'kaggle', classes, ...stratifiedSplit(byClass, valSplit, seed), test: [], skipped, warnings };
+}
+
+async function loadCsv(root: string, labels: string, valSplit: number, seed: number): Promise<Dataset> {
+  const skipped: Skipped[] = [];
+  const rows = await readCsvLabels(labels, root, skipped);
+  const classes = [...new Set(rows.map((r) => r.label))].sort();
+  requireTwoClasses(classes, labels);
+  const sample = (r: CsvRow): Sample => ({ path: r.path, label: classes.indexOf(r.label) });
+  const test = rows.filter((r) => r.split === 'test').map(sample);
+  const rest = rows.filter((r) => r.split !== 'test');
+  let split: { train: Sample[]; valid: Sample[] };
+  if (rest.some((r) => r.split === 'valid')) {
+    // The CSV chose the validation rows; rows without a split train.
+    split = { train: rest.filter((r) => r.split !== 'valid').map(sample), valid: rest.filter((r) => r.split === 'valid').map(sample) };
+  } else {
+    split = stratifiedSplit(classes.map((name) => ({ name, files: rest.filter((r) => r.label === name).map((r) => r.path) })), valSplit, seed);
+  }
+  return { root, layout: 'csv', classes, ...split, test, skipped, warnings: [] };
 }
 
 /** Re-labels samples by a trained model's class order; samples of unknown classes are an error. */

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FinetuneError } from '../errors.ts';
+import { reasonOf } from '../fs-reasons.ts';
 import { decodeFloat16, encodeFloat16, float16ScaleExp } from './cache-float16.ts';
 import {
   INDEX_ENTRY_SIZE,
@@ -66,10 +67,11 @@ const READ_LIMIT = 16 * 1024 * 1024;
 /** Below this record size a header scan reads records whole, in READ_LIMIT chunks. */
 const SCAN_WHOLE_RECORDS = 64 * 1024;
 
+/** `err` is a file-system error, or the reason already in words. */
 export function cacheWriteError(target: string, err: unknown, verb = 'write'): FinetuneError {
-  const code = (err as NodeJS.ErrnoException).code ?? String(err);
+  const reason = typeof err === 'string' ? err : reasonOf(err);
   return new FinetuneError(
-    `cannot ${verb} the feature cache at ${target} (${code}): choose a writable folder with --cache-dir, or run with --no-cache`,
+    `cannot ${verb} the feature cache at ${target}: ${reason}; choose a ${verb === 'read' ? 'readable' : 'writable'} folder with --cache-dir, or run with --no-cache`,
     undefined,
     { cause: err },
   );

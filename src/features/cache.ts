@@ -16,6 +16,7 @@ import { access, constants, mkdir, readdir, readFile, rm, stat, writeFile } from
 import path from 'node:path';
 import type { Precision } from './cache-format.ts';
 import { PackedNamespace, cacheWriteError, type FeatureNamespace } from './cache-namespace.ts';
+import { reasonOf } from '../fs-reasons.ts';
 
 export type { FeatureNamespace, NamespaceStats } from './cache-namespace.ts';
 export type { Precision } from './cache-format.ts';
@@ -42,6 +43,31 @@ export interface CacheInfo {
 export interface FeatureCacheOptions {
   /** How new vectors are written; both are always readable. Default 'float16'. */
   precision?: Precision;
+}
+
+/**
+ * How a cache folder is opened. write: created if missing, and one that cannot be written is
+ * an error. read: nothing is written, not even the folder (a missing one is an empty cache).
+ * auto: write where possible, else read what is there (`writable` false, `readOnlyReason` says why).
+ */
+export type CacheAccess = 'write' | 'read' | 'auto';
+
+/** The first line of CACHEDIR.TAG's comment: how a folder is known to be a finetune cache. */
+const TAG_COMMENT = '# This folder is a finetune feature cache; it can be deleted and rebuilt.';
+
+/** What a folder given as the cache holds: nothing yet, a finetune cache, or someone else's files. */
+export async function cacheFolderKind(dir: string): Promise<'missing' | 'empty' | 'cache' | 'other'> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    throw cacheWriteError(dir, err, 'read');
+  }
+  if (names.length === 0) return 'empty';
+  const tag = await readFile(path.join(dir, 'CACHEDIR.TAG'), 'utf8').catch(() => '');
+  if (tag.includes(TAG_COMMENT)) return 'cache';
+  return names.every((n) => SPEC_DIR.test(n) || /\.(tmp|lock)$/.test(n)) ? 'cache' : 'other';
 }
 
 /** Only these fields name a spec: extra properties on the object must not change the id. */
@@ -113,24 +139,31 @@ export class FeatureCache {
   private constructor(
     readonly dir: string,
     private readonly precision: Precision,
+    /** Why nothing can be written here (a read-only cache), or undefined when it can be. */
+    readonly readOnlyReason?: string,
   ) {}
 
-  /** Creates `dir` if missing; a folder that cannot be created or written is a FinetuneError. */
-  static async open(dir: string, options: FeatureCacheOptions = {}): Promise<FeatureCache> {
-    const { precision = 'float16' } = options;
+  get writable(): boolean {
+    return this.readOnlyReason === undefined;
+  }
+
+  /**
+   * Opens the cache at `dir` (see CacheAccess). With the default 'write', a folder that cannot
+   * be created or written is a FinetuneError.
+   */
+  static async open(dir: string, options: FeatureCacheOptions & { access?: CacheAccess } = {}): Promise<FeatureCache> {
+    const { precision = 'float16', access: mode = 'write' } = options;
     const resolved = path.resolve(dir);
+    if (mode === 'read') return new FeatureCache(resolved, precision, 'opened for reading only');
     try {
       await mkdir(resolved, { recursive: true });
       const tag = path.join(resolved, 'CACHEDIR.TAG');
-      await writeFile(
-        tag,
-        'Signature: 8a477f597d28d172789f06886806bc55\n# This folder is a finetune feature cache; it can be deleted and rebuilt.\n',
-        { flag: 'wx' },
-      ).catch((err: NodeJS.ErrnoException) => {
+      await writeFile(tag, `Signature: 8a477f597d28d172789f06886806bc55\n${TAG_COMMENT}\n`, { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EEXIST') throw err;
       });
       await access(resolved, constants.W_OK);
     } catch (err) {
+      if (mode === 'auto') return new FeatureCache(resolved, precision, reasonOf(err));
       throw cacheWriteError(resolved, err);
     }
     return new FeatureCache(resolved, precision);
@@ -159,7 +192,11 @@ export class FeatureCache {
   async info(): Promise<CacheInfo> {
     this.assertOpen();
     const info: CacheInfo = { dir: this.dir, entries: 0, bytes: 0, specs: [] };
-    for (const entry of await readdir(this.dir, { withFileTypes: true })) {
+    const entries = await readdir(this.dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [];
+      throw cacheWriteError(this.dir, err, 'read');
+    });
+    for (const entry of entries) {
       const full = path.join(this.dir, entry.name);
       if (entry.isFile()) {
         info.bytes += await stat(full).then((s) => s.size, () => 0);
@@ -183,6 +220,7 @@ export class FeatureCache {
   /** Removes every entry and any temp or lock files; open namespaces become empty and stay usable. */
   async clear(): Promise<void> {
     this.assertOpen();
+    if (!this.writable) throw cacheWriteError(this.dir, this.readOnlyReason);
     for (const ns of this.namespaces.values()) await (await ns.catch(() => undefined))?.reset();
     for (const entry of await readdir(this.dir, { withFileTypes: true })) {
       const full = path.join(this.dir, entry.name);

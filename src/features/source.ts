@@ -8,7 +8,7 @@ import type { Device, FeatureExtractor, Pooling } from '../engines/types.ts';
 import type { OnProgress } from '../progress.ts';
 import { variantKey, type Variant } from '../data/augment.ts';
 import { extractFeatures, type ExtractResult } from './extract.ts';
-import { openFeatureStore, type CacheOptions } from './store.ts';
+import { cacheWarningOnce, openFeatureStore, type CacheOptions, type CacheWarning } from './store.ts';
 
 export interface BackboneChoice {
   backbone?: string;
@@ -23,6 +23,8 @@ export interface BackboneChoice {
   resize?: ResizeMode;
   /** Fetch missing registry weights (default yes; FINETUNE_OFFLINE=1 or false forbids it). */
   download?: boolean;
+  /** The backbone a model was trained with (predict, evaluate): another network is refused by its checksum. */
+  trainedWith?: { id: string; checksum: string };
 }
 
 export interface EngineSettings {
@@ -47,7 +49,13 @@ export interface FeatureSource {
   close(): Promise<void>;
 }
 
-export async function openFeatureSource(spec: string, choice: BackboneChoice, settings: EngineSettings & CacheOptions, onProgress?: OnProgress): Promise<FeatureSource> {
+export async function openFeatureSource(
+  spec: string,
+  choice: BackboneChoice,
+  settings: EngineSettings & CacheOptions,
+  onProgress?: OnProgress,
+  cacheWarning: CacheWarning = cacheWarningFor(onProgress),
+): Promise<FeatureSource> {
   const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
   onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
   const backbone = await loadBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
@@ -77,7 +85,7 @@ export async function openFeatureSource(spec: string, choice: BackboneChoice, se
         resize,
         augment: key,
       };
-      caches.set(key, await openFeatureStore(featureSpec, extractor.featureSize, settings));
+      caches.set(key, await openFeatureStore(featureSpec, extractor.featureSize, settings, cacheWarning));
     }
     return caches.get(key)!.store;
   };
@@ -108,6 +116,10 @@ export async function openFeatureSource(spec: string, choice: BackboneChoice, se
   };
 }
 
+function cacheWarningFor(onProgress: OnProgress | undefined): CacheWarning {
+  return cacheWarningOnce((message, dir) => onProgress?.({ status: 'warn', task: 'cache', message, path: dir }));
+}
+
 /** What a bundle records of each backbone its features came from. */
 export interface BackbonePart {
   backbone: Backbone;
@@ -132,8 +144,9 @@ export interface FusedSource {
  */
 export async function openFusedSource(choices: (BackboneChoice & { backbone: string })[], settings: EngineSettings & CacheOptions, onProgress?: OnProgress): Promise<FusedSource> {
   const sources: FeatureSource[] = [];
+  const cacheWarning = cacheWarningFor(onProgress);
   try {
-    for (const choice of choices) sources.push(await openFeatureSource(choice.backbone, choice, settings, onProgress));
+    for (const choice of choices) sources.push(await openFeatureSource(choice.backbone, choice, settings, onProgress, cacheWarning));
   } catch (err) {
     for (const s of sources) await s.close();
     throw err;
