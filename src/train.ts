@@ -338,7 +338,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       patience: o.patience,
       classWeights: weights,
       signal: o.signal,
-      onEpoch: (record: EpochRecord, total: number) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record } }),
+      onEpoch: (record: EpochRecord, total: number) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record, heads: o.ensemble } }),
     };
     const valid = validSet.n > 0 ? validSet : undefined;
     const trained = plan
