@@ -9,11 +9,13 @@ import { registerLrFind } from './lr-find.ts';
 import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
 import { registerTrain } from './train.ts';
+import { commanderErrorOutput } from './run.ts';
 
 export function buildProgram(): Command {
   const program = new Command('finetune')
     .description('Transfer learning on images: a pretrained ImageNet backbone turns images into features, a small dense head learns your classes.')
     .version(packageVersion())
+    .configureOutput(commanderErrorOutput(process.argv))
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',

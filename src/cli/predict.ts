@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { EXIT, UsageError } from '../errors.ts';
-import { addCacheOptions, addEngineOptions, engineOptions, int, type EngineFlags } from './options.ts';
+import { addCacheOptions, addEngineOptions, count, engineOptions, type EngineFlags } from './options.ts';
 import { printJson, printResult } from './output.ts';
 import type { OnProgress } from '../progress.ts';
 import { runCommand, writeAtomically } from './run.ts';
@@ -26,7 +26,7 @@ export function registerPredict(program: Command, defaults: typeof import('../de
     .description('classify images with a trained model: one line per image (path, label, probability)')
     .argument('<paths...>', 'image files, folders or globs')
     .option('--model <dir>', 'model folder (default: the model trained last)')
-    .option('--top <k>', 'show the k most probable classes (default: 1; 5 with --imagenet)', int('--top'))
+    .option('--top <k>', 'show the k most probable classes (default: 1; 5 with --imagenet)', count('--top'))
     .option('--tta', 'test-time augmentation: average over the image and its mirror image')
     .option('--weights <file>', 'backbone weights file, if not in the caches (must be the ones used in training)')
     .option('--backbone <path>', 'where the backbone is now, if it was given by a path that has moved')
@@ -39,7 +39,7 @@ export function registerPredict(program: Command, defaults: typeof import('../de
     .option('-q, --quiet', 'no progress output');
   addEngineOptions(cmd, defaults);
   addCacheOptions(cmd);
-  cmd.addOption(new Option('--batch-size <n>').hideHelp().argParser(int('--batch-size')));
+  cmd.addOption(new Option('--batch-size <n>').hideHelp().argParser(count('--batch-size')));
   cmd.action((paths: string[], flags: PredictFlags) =>
     runCommand(flags, async ({ progress, signal }) => {
       if (flags.imagenet) return imagenetCommand(paths, flags, progress, signal);
