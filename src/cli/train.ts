@@ -4,6 +4,7 @@ import { EXIT, UsageError } from '../errors.ts';
 import { addCacheOptions, addEngineOptions, count, engineOptions, int, positive, share, type EngineFlags } from './options.ts';
 import { formatPercent, printInfo, printJson, printResult, printSkipped } from './output.ts';
 import { runCommand } from './run.ts';
+import { shellQuote } from './shell-quote.ts';
 import { POOLINGS, type Pooling } from '../engines/types.ts';
 import { FINE_TUNE_DEFAULTS } from '../defaults.ts';
 
@@ -209,7 +210,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
           `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (tfjs-${result.backend})`,
         );
         printSkipped(out, result.skipped);
-        printInfo(out, `predict with: finetune predict --model ${outDir} IMAGE...`);
+        printInfo(out, `predict with: finetune predict --model ${shellQuote(outDir)} IMAGE...`);
       }
       return result.skipped.length > 0 ? EXIT.skipped : EXIT.ok;
     }),
