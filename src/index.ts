@@ -12,3 +12,4 @@ export { ENGINES, type EngineChoice } from './engines/index.ts';
 export { BACKENDS, type BackendChoice } from './engines/backend.ts';
 export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
+export { doctor, type DoctorReport, type DoctorProbes } from './doctor.ts';

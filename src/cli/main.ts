@@ -4,6 +4,7 @@ import { EXIT } from '../errors.ts';
 import { packageVersion } from '../package-root.ts';
 import { registerCache } from './cache.ts';
 import { registerData } from './data.ts';
+import { registerDoctor } from './doctor.ts';
 import { registerEvaluate } from './evaluate.ts';
 import { registerLrFind } from './lr-find.ts';
 import { registerModels } from './models.ts';
@@ -35,6 +36,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerCache(program);
   registerModels(program);
   registerData(program);
+  registerDoctor(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   all(program).forEach((c) => c.exitOverride());
   return program;
