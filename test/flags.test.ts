@@ -10,7 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Command, type CommanderError } from 'commander';
 import { fraction, threshold } from '../src/cli/options.ts';
+import { registerEvaluate } from '../src/cli/evaluate.ts';
+import { registerLrFind } from '../src/cli/lr-find.ts';
+import { registerPredict } from '../src/cli/predict.ts';
+import { registerTrain } from '../src/cli/train.ts';
+import { TRAIN_DEFAULTS } from '../src/defaults.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(ROOT, 'bin', 'finetune.js');
@@ -60,8 +66,23 @@ async function inBatches<T>(cases: T[], run: (c: T) => Promise<void>, width = 3)
   for (let i = 0; i < cases.length; i += width) await Promise.all(cases.slice(i, i + width).map(run));
 }
 
-describe('numeric flags out of range are usage errors, exit 2, before any work', () => {
-  // The data folder does not exist: a flag checked later than parsing would report the folder instead.
+/** The commands as the CLI declares them, parsed in this process (no action runs: parsing fails first). */
+function parseError(args: string[]): CommanderError | undefined {
+  const program = new Command('finetune').exitOverride().configureOutput({ writeErr: () => {}, outputError: () => {} });
+  registerTrain(program, TRAIN_DEFAULTS);
+  registerPredict(program, TRAIN_DEFAULTS);
+  registerEvaluate(program, TRAIN_DEFAULTS);
+  registerLrFind(program, TRAIN_DEFAULTS);
+  for (const c of program.commands) c.exitOverride().configureOutput({ writeErr: () => {}, outputError: () => {} }).action(() => {});
+  try {
+    program.parse(['node', 'finetune', ...args]);
+    return undefined;
+  } catch (err) {
+    return err as CommanderError;
+  }
+}
+
+describe('numeric flags out of range are refused where they are parsed', () => {
   const data = 'no-such-data';
   const cases: [string[], string][] = [
     [['evaluate', data, '--min-accuracy', '5'], '--min-accuracy'],
@@ -89,9 +110,29 @@ describe('numeric flags out of range are usage errors, exit 2, before any work',
     [['train', data, '--augment-copies', '0'], '--augment-copies'],
     [['lr-find', data, '--threads', '-1'], '--threads'],
     [['predict', 'x.jpg', '--top', '0'], '--top'],
+    [['predict', 'x.jpg', '--batch-size', '0'], '--batch-size'],
   ];
-  test(`${cases.length} out-of-range values`, async () => {
-    await inBatches(cases, async ([args, flag]) => assertUsage(await finetune(...args), flag, args[args.length - 1]));
+  for (const [args, flag] of cases) {
+    test(args.join(' '), () => {
+      const err = parseError(args);
+      assert.ok(err, 'refused while parsing');
+      assert.equal(err.code, 'commander.invalidArgument', err.message);
+      assert.ok(err.message.includes(flag) && err.message.includes(args[args.length - 1]), err.message);
+    });
+  }
+  test('values in range parse', () => {
+    assert.equal(parseError(['train', data, '--threads', '2', '--val-split', '0', '--dropout', '0', '--hidden', '0', '--lr', 'auto', '--ensemble', '20']), undefined);
+    assert.equal(parseError(['evaluate', data, '--min-accuracy', '95%', '--max-log-loss', '0']), undefined);
+  });
+
+  test('as the user runs them: exit 2, one line, before any work', async () => {
+    const spawned: string[][] = [
+      ['evaluate', data, '--min-accuracy', '95'],
+      ['train', data, '--threads', '-2'],
+      ['predict', 'x.jpg', '--extract-batch-size', '0'],
+    ];
+    // The data folder does not exist: a flag checked later than parsing would report the folder instead.
+    await inBatches(spawned, async (args) => assertUsage(await finetune(...args), args[args.length - 2], args[args.length - 1]));
   });
 });
 

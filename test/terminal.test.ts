@@ -104,7 +104,6 @@ const show = (r: TtyRun) => `exit ${r.code} after ${r.ms} ms${r.killed ? ' (kill
 describe('terminals of any size', { skip: hasScript ? false : 'util-linux `script` is not installed: no pseudo-terminal to test on' }, () => {
   for (const [cols, rows] of [
     [0, 0],
-    [0, 24],
     [80, 0],
   ]) {
     test(`train on a ${cols}×${rows} pseudo-terminal finishes, with bounded output`, async () => {
