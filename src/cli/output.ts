@@ -3,7 +3,8 @@ import { canDraw, columnsOf, fit, StatusLine } from './status-line.ts';
 
 /**
  * How the CLI talks: results on stdout; progress, warnings and errors on stderr. Bars and
- * spinners only on a TTY outside CI, not TERM=dumb, wide enough to draw them; colour only then and without NO_COLOR; --json keeps
+ * spinners only on a TTY outside CI, not with TERM=dumb, and only while it is wide enough to
+ * draw them (status-line.ts); colour only on such a TTY and without NO_COLOR; --json keeps
  * stdout to the JSON document(s).
  */
 export interface Output {
