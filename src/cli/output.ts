@@ -1,5 +1,5 @@
 import type { OnProgress, ProgressEvent } from '../progress.ts';
-import { canDraw, columnsOf, fit, StatusLine } from './status-line.ts';
+import { canDraw, columnsOf, fit, StatusLine, wrap } from './status-line.ts';
 
 /**
  * How the CLI talks: results on stdout; progress, warnings and errors on stderr. Bars and
@@ -40,7 +40,14 @@ export function printInfo(out: Output, line: string): void {
 }
 
 export function printWarning(out: Output, line: string): void {
-  process.stderr.write(paint(out, 'yellow', `warning: ${line}`) + '\n');
+  process.stderr.write(warningLines(out, line).join('\n') + '\n');
+}
+
+/** `warning: …`, wrapped to the terminal's width when stderr is one that reports a width. */
+function warningLines(out: Output, message: string): string[] {
+  const columns = columnsOf(process.stderr);
+  const lines = columns ? wrap(`warning: ${message}`, columns - 1) : [`warning: ${message}`];
+  return lines.map((l) => paint(out, 'yellow', l));
 }
 
 /** `1m05s`, `12s`: the time left at the rate so far. */
@@ -137,8 +144,7 @@ export function progressRenderer(out: Output): OnProgress & { stop(): void } {
   const render = (event: ProgressEvent) => {
     if (event.status === 'initiate') startedAt.set(event.task, Date.now());
     if (event.status === 'warn') {
-      const text = paint(out, 'yellow', `warning: ${event.message}`);
-      finished(text);
+      for (const text of warningLines(out, event.message)) finished(text);
       return;
     }
     if (out.json || out.quiet) return;

@@ -21,6 +21,30 @@ export function fit(text: string, width: number): string {
   return width <= 1 ? chars.slice(0, Math.max(0, width)).join('') : chars.slice(0, width - 1).join('') + '…';
 }
 
+/**
+ * `text` broken at spaces into lines of at most `width` characters (a word longer than that is
+ * cut): warnings are wrapped, not cut, so nothing in them is lost.
+ */
+export function wrap(text: string, width: number): string[] {
+  if (width < 1 || [...text].length <= width) return [text];
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const candidate = line === '' ? word : `${line} ${word}`;
+    if ([...candidate].length <= width) line = candidate;
+    else {
+      if (line !== '') lines.push(line);
+      line = word;
+      while ([...line].length > width) {
+        lines.push([...line].slice(0, width).join(''));
+        line = [...line].slice(width).join('');
+      }
+    }
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
+
 /** Columns usable on this stream, or undefined when it is not a terminal that reports a size. */
 export function columnsOf(stream: NodeJS.WriteStream): number | undefined {
   return stream.isTTY && stream.columns > 0 ? stream.columns : undefined;
