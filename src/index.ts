@@ -16,3 +16,4 @@ export { exportModel, EXPORT_FORMATS, type ExportFormat, type ExportOptions, typ
 export { createPredictor, type Predictor, type PredictorInput, type PredictorOptions } from './serve/predictor.ts';
 export { serve, SERVE_DEFAULTS, type ServeOptions, type ServeEvent, type PredictionServer } from './serve/server.ts';
 export { checkTrainOutputs, type TrainOutputs } from './output-checks.ts';
+export { doctor, type DoctorReport, type DoctorProbes } from './doctor.ts';

@@ -18,6 +18,7 @@ import { lrRangeTest, type LrRangeResult } from './head/lr-range.ts';
 import type { Variant } from './data/augment.ts';
 import type { OnProgress } from './progress.ts';
 import { packageVersions } from './versions.ts';
+import { MIN_CALIBRATION_IMAGES, validationWarnings } from './validation-warnings.ts';
 import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
 import { FINE_TUNE_DEFAULTS, TRAIN_DEFAULTS, type Augment, type ClassWeightMode } from './defaults.ts';
 
@@ -179,7 +180,6 @@ function appendRows(a: FeatureSet, b: FeatureSet): FeatureSet {
 const MIN_TEMPERATURE = 0.5;
 const MAX_TEMPERATURE = 10;
 /** Fewer validation images than this leave the temperature at 1. */
-const MIN_CALIBRATION_IMAGES = 30;
 
 function calibrate(head: tf.Sequential, valid: FeatureSet): { temperature: number; valLoss: number } {
   const probs = tf.tidy(() => (head.predict(tf.tensor2d(valid.x, [valid.n, valid.dim])) as tf.Tensor2D).arraySync());
@@ -227,7 +227,8 @@ function leakageWarnings(dataset: Dataset, result: ExtractResult): string[] {
 async function readDataset(dataDir: string, o: TrainOptions & typeof TRAIN_DEFAULTS): Promise<Dataset> {
   o.onProgress?.({ status: 'initiate', task: 'dataset', message: `reading ${dataDir}` });
   const dataset = await loadDataset(dataDir, { layout: o.layout, labels: o.labels, valSplit: o.valSplit, seed: o.seed });
-  o.onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid` });
+  const ignored = dataset.ignored?.length ? `; ignored: ${dataset.ignored.map((f) => `${f}/`).join(', ')}` : '';
+  o.onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid${ignored}` });
   for (const message of dataset.warnings) o.onProgress?.({ status: 'warn', task: 'dataset', message });
   return dataset;
 }
@@ -321,6 +322,10 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   });
   try {
     const { extracted, warnings, trainSet, trainImages, validSet } = await featureSets(dataset, source, o);
+    for (const message of validationWarnings(dataset, validSet.y, o)) {
+      warnings.push(message);
+      onProgress?.({ status: 'warn', task: 'dataset', message });
+    }
     const weights = classWeights(trainSet.y, dataset.classes.length, o.classWeight);
     let lr = o.lr === 'auto' ? 0 : o.lr;
     let lrFind: LrRangeResult | undefined;
@@ -343,7 +348,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       patience: o.patience,
       classWeights: weights,
       signal: o.signal,
-      onEpoch: (record: EpochRecord, total: number) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record } }),
+      onEpoch: (record: EpochRecord, total: number) => onProgress?.({ status: 'progress', task: 'train', current: record.epoch, total, unit: 'epochs', info: { ...record, heads: o.ensemble } }),
     };
     const valid = validSet.n > 0 ? validSet : undefined;
     // Fine-tuning trains backbone layers with the head, on tfjs.

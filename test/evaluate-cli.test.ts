@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -74,11 +74,17 @@ test('evaluate --json carries the fields a CI script reads', async () => {
 });
 
 test('the quality gate: exit 4 with one line when missed, 0 when met', async () => {
-  const missed = await finetune(['evaluate', data, '--model', model, '--min-accuracy', '1.01', '-q']);
+  // The validation images with their labels swapped: a gate this model surely misses (a
+  // threshold above 1 is a usage error now, not a gate that cannot be met).
+  const swapped = path.join(tmp, 'swapped');
+  await mkdir(swapped);
+  await symlink(path.join(data, 'valid', 'dogs'), path.join(swapped, 'cats'));
+  await symlink(path.join(data, 'valid', 'cats'), path.join(swapped, 'dogs'));
+  const missed = await finetune(['evaluate', swapped, '--model', model, '--min-accuracy', '0.9', '-q']);
   assert.equal(missed.code, 4, show(missed));
   const errors = missed.stderr.split('\n').filter((l) => l.startsWith('finetune: error:'));
   assert.equal(errors.length, 1);
-  assert.match(errors[0], /gate failed: accuracy [\d.]+ is below --min-accuracy 1.01/);
+  assert.match(errors[0], /gate failed: accuracy [\d.]+ is below --min-accuracy 0.9/);
   const loss = await finetune(['evaluate', data, '--model', model, '--max-log-loss', '0', '-q']);
   assert.equal(loss.code, 4, show(loss));
   const met = await finetune(['evaluate', data, '--model', model, '--min-accuracy', '0.5', '--max-log-loss', '5', '--tta', '-q']);

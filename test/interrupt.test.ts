@@ -145,9 +145,9 @@ describe('SIGINT during head training', () => {
   test('exit 130 within 2 s, one line, previous model intact', { timeout: 60_000 }, async (t) => {
     // Features are all cached by now (the re-run above): the run goes straight to a long training.
     const run = startFinetune(cliEnv(tmp, path.join(tmp, 'cache')), trainArgs(data, backbone, out, '--engine', 'tfjs', '--epochs', '5000', '--patience', '5000', '--seed', '9'));
-    await run.waitFor(/^train 20\/\d+ epochs/m, 30_000);
+    await run.waitFor(/^train (head \d+\/\d+ · )?epoch 20\/\d+/m, 30_000);
     const { r, ms } = await interruptOnce(run);
-    const epochs = (r.stderr.match(/^train \d+\/\d+ epochs/gm) ?? []).length;
+    const epochs = (r.stderr.match(/^train (head \d+\/\d+ · )?epoch \d+\/\d+/gm) ?? []).length;
     assert.ok(epochs < 5000, 'stopped before the last epoch');
     await assertPreviousModelIntact();
     t.diagnostic(`training: exit 130 ${ms.toFixed(0)} ms after SIGINT, in epoch ${epochs + 1}`);
@@ -155,7 +155,7 @@ describe('SIGINT during head training', () => {
 
   test('SIGINT twice in a row (the second quits at once): exit 130, previous model intact', { timeout: 60_000 }, async () => {
     const run = startFinetune(cliEnv(tmp, path.join(tmp, 'cache')), trainArgs(data, backbone, out, '--engine', 'tfjs', '--epochs', '5000', '--patience', '5000', '--seed', '9'));
-    await run.waitFor(/^train 5\/\d+ epochs/m, 30_000);
+    await run.waitFor(/^train (head \d+\/\d+ · )?epoch 5\/\d+/m, 30_000);
     run.child.kill('SIGINT');
     run.child.kill('SIGINT');
     const { code } = await run.exited;

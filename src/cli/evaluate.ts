@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { EXIT } from '../errors.ts';
 import { evaluationLines } from './format-evaluation.ts';
-import { addCacheOptions, addEngineOptions, engineOptions, float, type EngineFlags } from './options.ts';
+import { addCacheOptions, addEngineOptions, engineOptions, fraction, threshold, type EngineFlags } from './options.ts';
 import { paint, printInfo, printJson, printResult, printSkipped } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -30,8 +30,8 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
     .addOption(new Option('--layout <layout>', 'force a data layout instead of detecting it').choices(['fastai', 'folders', 'kaggle']))
     .option('--labels <file.csv>', 'labels from a CSV with a header: path,label[,split], as in train')
     .option('--tta', 'test-time augmentation: average over the image and its mirror image')
-    .option('--min-accuracy <x>', 'exit 4 when accuracy is below x (0–1)', float('--min-accuracy'))
-    .option('--max-log-loss <y>', 'exit 4 when log loss is above y', float('--max-log-loss'))
+    .option('--min-accuracy <x>', 'exit 4 when accuracy is below x (0–1, or a percent: 95%)', fraction('--min-accuracy'))
+    .option('--max-log-loss <y>', 'exit 4 when log loss is above y (≥ 0)', threshold('--max-log-loss'))
     .option('--report <file.html>', 'write a self-contained HTML report (metrics, confusion matrix, curves, galleries, calibration)')
     .option('--weights <file>', 'backbone weights file, if not in the caches')
     .option('--backbone <path>', 'where the backbone is now, if it was given by a path that has moved')

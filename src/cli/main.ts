@@ -4,6 +4,7 @@ import { EXIT } from '../errors.ts';
 import { packageVersion } from '../package-root.ts';
 import { registerCache } from './cache.ts';
 import { registerData } from './data.ts';
+import { registerDoctor } from './doctor.ts';
 import { registerEvaluate } from './evaluate.ts';
 import { registerExport } from './export.ts';
 import { registerLrFind } from './lr-find.ts';
@@ -11,11 +12,13 @@ import { registerModels } from './models.ts';
 import { registerPredict } from './predict.ts';
 import { registerServe } from './serve.ts';
 import { registerTrain } from './train.ts';
+import { commanderErrorOutput } from './run.ts';
 
 export function buildProgram(): Command {
   const program = new Command('finetune')
     .description('Transfer learning on images: a pretrained ImageNet backbone turns images into features, a small dense head learns your classes.')
     .version(packageVersion())
+    .configureOutput(commanderErrorOutput(process.argv))
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
@@ -37,6 +40,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerData(program);
   registerExport(program);
   registerServe(program);
+  registerDoctor(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   all(program).forEach((c) => c.exitOverride());
   return program;

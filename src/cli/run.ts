@@ -30,14 +30,35 @@ export async function runCommand(flags: { json?: boolean; quiet?: boolean }, act
     const e = err as Error & { exitCode?: number };
     const code = controller.signal.aborted ? EXIT.interrupted : typeof e.exitCode === 'number' ? e.exitCode : EXIT.runtime;
     const message = code === EXIT.interrupted ? 'interrupted; the previous model is unchanged and computed features are kept in the cache' : e.message;
-    if (flags.json) process.stdout.write(JSON.stringify({ error: message, exitCode: code }) + '\n');
-    process.stderr.write(paint(out, 'red', `finetune: error: ${message}`) + '\n');
+    printError(out, message, code);
     if (code === EXIT.runtime && process.env.FINETUNE_DEBUG && e.stack) process.stderr.write(e.stack + '\n');
     process.exitCode = code;
   } finally {
     progress.stop();
     process.off('SIGINT', onSigint);
   }
+}
+
+/** Prints a failure the one way every command does: one line on stderr, and JSON on stdout with --json. */
+export function printError(out: Output, message: string, code: number): void {
+  if (out.json) process.stdout.write(JSON.stringify({ error: message, exitCode: code }) + '\n');
+  process.stderr.write(paint(out, 'red', `finetune: error: ${message}`) + '\n');
+}
+
+/**
+ * commander's own parse errors (unknown option, missing argument, invalid choice, a value a
+ * flag's parser refused) printed as every other error; `--json` is looked for in argv because
+ * parsing failed before flags exist.
+ */
+export function commanderErrorOutput(argv: string[]) {
+  const args = argv.slice(2);
+  const end = args.indexOf('--');
+  const json = (end === -1 ? args : args.slice(0, end)).includes('--json');
+  return {
+    outputError(text: string) {
+      printError(detectOutput({ json }), text.trim().replace(/^error: /, ''), EXIT.usage);
+    },
+  };
 }
 
 /** Output files (CSV, submissions) appear whole or not at all. */

@@ -1,9 +1,10 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { EXIT, UsageError } from '../errors.ts';
-import { addCacheOptions, addEngineOptions, engineOptions, float, int, type EngineFlags } from './options.ts';
+import { addCacheOptions, addEngineOptions, count, engineOptions, int, positive, share, type EngineFlags } from './options.ts';
 import { formatPercent, printInfo, printJson, printResult, printSkipped } from './output.ts';
 import { runCommand } from './run.ts';
+import { shellQuote } from './shell-quote.ts';
 import { POOLINGS, type Pooling } from '../engines/types.ts';
 import { FINE_TUNE_DEFAULTS } from '../defaults.ts';
 
@@ -70,7 +71,7 @@ function parseSize(text: string): readonly [number, number] {
 }
 
 function parseLr(value: string): number | 'auto' {
-  return value === 'auto' ? 'auto' : float('--lr')(value);
+  return value === 'auto' ? 'auto' : positive('--lr')(value);
 }
 
 function checkAugment(name: string): 'flip' | 'crop' {
@@ -96,22 +97,22 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .addOption(new Option('--resize <mode>', 'squash to the input size, or crop the centre').choices(['squash', 'crop']).default(defaults.resize))
     .addOption(new Option('--layout <layout>', 'force a data layout instead of detecting it').choices(['fastai', 'folders', 'kaggle']))
     .option('--labels <file.csv>', 'labels from a CSV with a header: path,label[,split] (paths relative to DATA or to the CSV)')
-    .option('--val-split <fraction>', 'validation fraction when the data has no valid/ folder', float('--val-split'), defaults.valSplit)
+    .option('--val-split <fraction>', 'validation fraction when the data has no valid/ folder', share('--val-split'), defaults.valSplit)
     .option('--seed <n>', 'seed of the split, initialisation, shuffling and dropout', int('--seed'), defaults.seed)
-    .option('--hidden <units>', 'hidden units of the head (0 = linear head)', int('--hidden'), defaults.hidden)
-    .option('--dropout <rate>', 'dropout after the hidden layer', float('--dropout'), defaults.dropout)
+    .option('--hidden <units>', 'hidden units of the head (0 = linear head)', int('--hidden', 0), defaults.hidden)
+    .option('--dropout <rate>', 'dropout after the hidden layer', share('--dropout'), defaults.dropout)
     .option('--lr <rate>', 'Adam learning rate, or auto (the range test of `finetune lr-find`)', parseLr, defaults.lr)
-    .option('--epochs <n>', 'most epochs of head training', int('--epochs'), defaults.epochs)
-    .option('--batch-size <n>', 'head training batch size', int('--batch-size'), defaults.batchSize)
-    .option('--patience <n>', 'stop after this many epochs without a better validation loss (best weights kept)', int('--patience'), defaults.patience)
+    .option('--epochs <n>', 'most epochs of head training', count('--epochs'), defaults.epochs)
+    .option('--batch-size <n>', 'head training batch size', count('--batch-size'), defaults.batchSize)
+    .option('--patience <n>', 'stop after this many epochs without a better validation loss (best weights kept)', count('--patience'), defaults.patience)
     .addOption(new Option('--class-weight <mode>', 'loss weights per class (auto: balanced when the largest class is > 1.5× the smallest)').choices(['auto', 'balanced', 'none']).default(defaults.classWeight))
     .option('--augment <list>', 'also train on variants of each training image, features cached per variant: flip, crop (random 75–100% crops)')
-    .option('--augment-copies <k>', 'random crops per training image with --augment crop', int('--augment-copies'), defaults.augmentCopies)
-    .option('--fine-tune <n>', "after the head converges, also train the backbone's last n layers with weights (tfjs engine)", int('--fine-tune'))
-    .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', int('--fine-tune-blocks'))
-    .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', float('--fine-tune-lr'))
+    .option('--augment-copies <k>', 'random crops per training image with --augment crop', count('--augment-copies', 20), defaults.augmentCopies)
+    .option('--fine-tune <n>', "after the head converges, also train the backbone's last n layers with weights (tfjs engine)", count('--fine-tune'))
+    .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', count('--fine-tune-blocks'))
+    .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', positive('--fine-tune-lr'))
     .addOption(
-      new Option('--ensemble <k>', `train k heads (seeds seed … seed+k−1) and merge them into one that averages their logits (default: ${defaults.ensemble}, ${FINE_TUNE_DEFAULTS.ensemble} with --fine-tune)`).argParser(int('--ensemble')),
+      new Option('--ensemble <k>', `train k heads (seeds seed … seed+k−1) and merge them into one that averages their logits (default: ${defaults.ensemble}, ${FINE_TUNE_DEFAULTS.ensemble} with --fine-tune)`).argParser(count('--ensemble', 20)),
     )
     .option('--no-calibrate', 'do not fit a softmax temperature on the validation split');
   addEngineOptions(cmd, defaults);
@@ -215,7 +216,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
           `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (${result.headEngine === 'onnx' ? 'onnx' : `tfjs-${result.backend}`})`,
         );
         printSkipped(out, result.skipped);
-        printInfo(out, `predict with: finetune predict --model ${outDir} IMAGE...`);
+        printInfo(out, `predict with: finetune predict --model ${shellQuote(outDir)} IMAGE...`);
       }
       return result.skipped.length > 0 ? EXIT.skipped : EXIT.ok;
     }),

@@ -33,6 +33,8 @@ export interface Dataset {
   test: Sample[];
   skipped: Skipped[];
   warnings: string[];
+  /** Sub-folders of the root the layout does not read (the fast.ai zip's sample/, test1/, models/). */
+  ignored?: string[];
 }
 
 export interface DatasetOptions {
@@ -157,7 +159,12 @@ async function loadFastai(root: string): Promise<Dataset> {
     const testClasses = (await readClassFolders(testDir, skipped)).filter((c) => classes.includes(c.name));
     test = toSamples(testClasses);
   }
-  return { root, layout: 'fastai', classes, train: toSamples(train), valid: toSamples(valid), test, skipped, warnings };
+  const ignored = await otherFolders(root, [trainName, validName, ...(test.length > 0 ? ['test'] : [])]);
+  return { root, layout: 'fastai', classes, train: toSamples(train), valid: toSamples(valid), test, skipped, warnings, ignored };
+}
+
+async function otherFolders(root: string, used: string[]): Promise<string[]> {
+  return (await listSubfolders(root)).filter((name) => !used.includes(name)).sort();
 }
 
 function stratifiedSplit(byClass: ClassFiles[], valSplit: number, seed: number): { train: Sample[]; valid: Sample[] } {
@@ -202,7 +209,8 @@ async function loadKaggle(root: string, valSplit: number, seed: number): Promise
   const byClass = [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, files]) => ({ name, files }));
   const classes = byClass.map((c) => c.name);
   requireTwoClasses(classes, dir);
-  return { root, layout: 'kaggle', classes, ...stratifiedSplit(byClass, valSplit, seed), test: [], skipped, warnings };
+  const ignored = trainName ? await otherFolders(root, [trainName]) : [];
+  return { root, layout: 'kaggle', classes, ...stratifiedSplit(byClass, valSplit, seed), test: [], skipped, warnings, ignored };
 }
 
 async function loadCsv(root: string, labels: string, valSplit: number, seed: number): Promise<Dataset> {

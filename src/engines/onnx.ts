@@ -159,7 +159,7 @@ class OnnxWorker {
  * The Linux onnxruntime-node build lists `cuda` even when its provider library was never
  * installed (npm download step skipped), so the library file beside the binding decides.
  */
-function cudaAvailable(): boolean {
+export function cudaAvailable(): boolean {
   const cuda = ort.listSupportedBackends().find((b) => b.name === 'cuda');
   if (!cuda) return false;
   if (cuda.bundled) return true;

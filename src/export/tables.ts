@@ -25,19 +25,39 @@ export function parseClip(text: string): [number, number] {
   return [lo, hi];
 }
 
+export interface KaggleSubmission {
+  csv: string;
+  /** Indices into the predictions, in the file's row order (numeric ids ascending). */
+  order: number[];
+  /** Ids Kaggle would not match: non-numeric, or the same id from two files. */
+  warnings: string[];
+}
+
+/** `123.jpg`, `dog.123.jpg` → `123`: the id Kaggle's test set gives each photo. */
+export function kaggleId(file: string): string {
+  return path.basename(file).replace(/\.[^.]+$/, '').replace(/^(cat|dog)s?\./i, '');
+}
+
 /**
  * The Kaggle dogs-vs-cats submission: `id,label` with id from the file name (`123.jpg` → 123)
  * and label = P(dog), clipped because log loss punishes a confident mistake without bound.
  */
-export function kaggleSubmission(predictions: Prediction[], classes: string[], clip: [number, number]): string {
+export function kaggleSubmission(predictions: Prediction[], classes: string[], clip: [number, number]): KaggleSubmission {
   const dog = classes.find((c) => /^dogs?$/i.test(c));
   if (!dog) throw new UsageError(`--kaggle needs a class named "dog" or "dogs"; this model's classes are ${classes.join(', ')}`);
-  const rows: { id: string; p: number }[] = [];
-  for (const p of predictions) {
-    if ('error' in p) continue;
-    const id = path.basename(p.path).replace(/\.[^.]+$/, '').replace(/^(cat|dog)s?\./i, '');
-    rows.push({ id, p: Math.min(clip[1], Math.max(clip[0], p.probabilities[dog])) });
-  }
-  rows.sort((a, b) => (Number(a.id) - Number(b.id)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return ['id,label', ...rows.map((r) => `${r.id},${r.p.toFixed(5)}`)].join('\n') + '\n';
+  const rows: { id: string; p: number; index: number }[] = [];
+  predictions.forEach((p, index) => {
+    if ('error' in p) return;
+    rows.push({ id: kaggleId(p.path), p: Math.min(clip[1], Math.max(clip[0], p.probabilities[dog])), index });
+  });
+  rows.sort((a, b) => Number(a.id) - Number(b.id) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) || a.index - b.index);
+  const warnings: string[] = [];
+  const named = (list: typeof rows) => list.slice(0, 3).map((r) => predictions[r.index].path).join(', ') + (list.length > 3 ? `, … (${list.length} in all)` : '');
+  const odd = rows.filter((r) => !/^\d+$/.test(r.id));
+  if (odd.length > 0) warnings.push(`--kaggle: ${odd.length} file(s) give a non-numeric id (${named(odd)}); Kaggle's test images are named 1.jpg … 12500.jpg`);
+  const byId = new Map<string, typeof rows>();
+  for (const r of rows) byId.set(r.id, [...(byId.get(r.id) ?? []), r]);
+  for (const [id, same] of byId) if (same.length > 1) warnings.push(`--kaggle: duplicate id ${id} from ${same.length} files (${named(same)}); Kaggle scores one row per id`);
+  const csv = ['id,label', ...rows.map((r) => `${csvField(r.id)},${r.p.toFixed(5)}`)].join('\n') + '\n';
+  return { csv, order: rows.map((r) => r.index), warnings };
 }

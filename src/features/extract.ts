@@ -144,12 +144,14 @@ export async function extractFeatures(paths: string[], opts: ExtractOptions): Pr
     while (true) {
       if (signal?.aborted) throw new InterruptedError();
       if (failure) throw failure;
-      if (queue.length < batchSize && readersLeft > 0) {
+      // The first forward pass takes one image, so a rate and a time left show at once.
+      const wanted = computed === 0 ? 1 : batchSize;
+      if (queue.length < wanted && readersLeft > 0) {
         await new Promise<void>((r) => (waitingForData = r));
         continue;
       }
       if (queue.length === 0) break;
-      const batch = queue.splice(0, batchSize);
+      const batch = queue.splice(0, wanted);
       const rooms = waitingForRoom;
       waitingForRoom = [];
       rooms.forEach((r) => r());
