@@ -4,18 +4,8 @@
 // dist/ is missing or older than src/.
 import { build } from 'esbuild';
 import { rm, writeFile } from 'node:fs/promises';
+import { BUILD_OPTIONS } from './build-options.mjs';
 
 await rm('dist', { recursive: true, force: true });
-await build({
-  entryPoints: ['src/cli/main.ts', 'src/index.ts'],
-  outdir: 'dist',
-  bundle: true,
-  splitting: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
-  packages: 'external',
-  sourcemap: 'linked',
-  logLevel: 'warning',
-});
+await build(BUILD_OPTIONS);
 await writeFile('dist/.stamp', new Date().toISOString() + '\n');

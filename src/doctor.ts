@@ -84,7 +84,10 @@ export const realProbes: DoctorProbes = {
     return { providers: ort.listSupportedBackends().map((b) => b.name), cudaProvider: cudaAvailable() };
   },
   async tfjsBackend(name) {
-    const tf = await import('./tf.ts');
+    // tfjs-core itself, not ./tf.ts: a dynamic import of that star re-export makes the bundler
+    // wrap it lazily, and every static `tf.x` elsewhere in dist/ then reads undefined.
+    const tf = await import('@tensorflow/tfjs-core');
+    await import('@tensorflow/tfjs-backend-cpu');
     if (name === 'node-gpu' || name === 'node') {
       await import(name === 'node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
       if (!tf.findBackend('tensorflow')) throw new Error('loaded, but registered no tensorflow backend');
