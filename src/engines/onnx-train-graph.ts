@@ -1,0 +1,122 @@
+import { INPUT_NAME, OUTPUT_NAME, type OnnxGraph } from './onnx-export.ts';
+import type { GraphNode, ValueSpec } from './onnx-graph.ts';
+import { addBackward } from './onnx-grad.ts';
+import { inferShapes } from './onnx-shapes.ts';
+
+export const LABELS_NAME = 'labels';
+export const LOSS_NAME = 'loss';
+export const LOGITS_NAME = 'logits';
+export const FEATURES_GRAD_NAME = 'features_grad';
+export const HEAD_KERNEL = 'head/kernel';
+export const HEAD_BIAS = 'head/bias';
+
+export interface Param {
+  name: string;
+  dims: number[];
+  /** Initial value (the exported weights, or the head's start). */
+  data: Float32Array;
+}
+
+export interface TrainingModel {
+  /** Forward+backward: inputs images, labels, params; outputs loss, logits, `grad:<param>`. */
+  trainBytes: Uint8Array;
+  /** Forward only, same inputs minus labels: outputs logits. */
+  evalBytes: Uint8Array;
+  params: Param[];
+  gradOf: (param: string) => string;
+  /** The nodes of the forward backbone, for re-encoding it with trained weights. */
+  backboneNodes: GraphNode[];
+}
+
+export const gradName = (param: string): string => `grad:${param}`;
+
+function imagesSpec(graph: OnnxGraph): ValueSpec {
+  return { name: INPUT_NAME, dims: graph.inputDims.map((d, i) => (i === 0 ? -1 : d)) };
+}
+
+function paramsOf(graph: OnnxGraph, names: string[]): Param[] {
+  return names.map((name) => {
+    const c = graph.g.constants.get(name);
+    if (!c || !(c.data instanceof Float32Array)) throw new Error(`trainable ${name} is not a float constant of the graph`);
+    return { name, dims: c.dims, data: c.data };
+  });
+}
+
+function snapshot(nodes: GraphNode[]): GraphNode[] {
+  return nodes.map((n) => ({ ...n, inputs: n.inputs.slice(), outputs: n.outputs.slice() }));
+}
+
+/** Names each wanted gradient as a graph output (`grad:<param>`). */
+function exposeGradients(graph: OnnxGraph, grads: Map<string, string>, params: Param[]): ValueSpec[] {
+  return params.map((p) => {
+    const grad = grads.get(p.name);
+    if (!grad) throw new Error(`${p.name} does not influence the output; it cannot be trained`);
+    graph.g.opInto(graph.g.unique(gradName(p.name)), 'Identity', [grad]);
+    return { name: gradName(p.name), dims: p.dims };
+  });
+}
+
+/**
+ * The whole training computation as one ONNX model: backbone → Dense head (logits) → softmax
+ * cross-entropy with one-hot labels, and the gradient of the mean loss for every trainable
+ * constant of the backbone plus the head. Trainable values are graph inputs, so one session
+ * serves every step while the optimizer (in JS) updates them.
+ */
+export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]; classes: number; head: { kernel: Float32Array; bias: Float32Array } }): TrainingModel {
+  const { g } = graph;
+  const k = opts.classes;
+  const backboneNodes = snapshot(g.nodes);
+  g.unique(HEAD_KERNEL);
+  g.unique(HEAD_BIAS);
+  g.constants.set(HEAD_KERNEL, { name: HEAD_KERNEL, data: opts.head.kernel, dims: [graph.featureSize, k] });
+  g.constants.set(HEAD_BIAS, { name: HEAD_BIAS, data: opts.head.bias, dims: [k] });
+  const params = [...paramsOf(graph, opts.trainable), ...paramsOf(graph, [HEAD_KERNEL, HEAD_BIAS])];
+  const paramInputs = params.map((p) => ({ name: p.name, dims: p.dims }));
+  g.opInto(g.unique(LOGITS_NAME), 'Gemm', [OUTPUT_NAME, HEAD_KERNEL, HEAD_BIAS]);
+  const images = imagesSpec(graph);
+  const logitsSpec = { name: LOGITS_NAME, dims: [-1, k] };
+  const evalBytes = g.encodeGraph([images, ...paramInputs], [logitsSpec], 'finetune-eval');
+
+  const shapes = inferShapes(g.nodes, g.constants, new Map([[INPUT_NAME, images.dims]]));
+  g.unique(LABELS_NAME);
+  const logp = g.op('LogSoftmax', [LOGITS_NAME], { axis: 1 }, 'loss/logp');
+  const perImage = g.op('ReduceSum', [g.op('Mul', [LABELS_NAME, logp], {}, 'loss/picked'), g.int64s('loss/axes', [1])], { keepdims: 0 }, 'loss/per_image');
+  g.opInto(g.unique(LOSS_NAME), 'Neg', [g.op('ReduceMean', [perImage], { keepdims: 0 }, 'loss/mean')]);
+  // d(mean CE)/d logits = (softmax − labels) / N, written out rather than differentiated.
+  const batch = g.op('Cast', [g.op('Shape', [LOGITS_NAME], { start: 0, end: 1 }, 'loss/batch')], { to: 1 }, 'loss/batch');
+  const seed = g.op('Div', [g.op('Sub', [g.op('Softmax', [LOGITS_NAME], { axis: 1 }, 'loss/probs'), LABELS_NAME], {}, 'loss/residual'), batch], {}, 'loss/dlogits');
+  shapes.set(LOGITS_NAME, [-1, k]);
+  const grads = addBackward(g, shapes, { output: LOGITS_NAME, seed, wrt: params.map((p) => p.name) });
+  const gradOutputs = exposeGradients(graph, grads, params);
+  const trainBytes = g.encodeGraph(
+    [images, { name: LABELS_NAME, dims: [-1, k] }, ...paramInputs],
+    [{ name: LOSS_NAME, dims: [] }, logitsSpec, ...gradOutputs],
+    'finetune-train',
+  );
+  return { trainBytes, evalBytes, params, gradOf: gradName, backboneNodes };
+}
+
+/**
+ * For gradient checks: the backbone's features and the gradients of ⟨features, features_grad⟩
+ * with respect to the chosen constants and (optionally) the images.
+ */
+export function buildGradientCheckModel(graph: OnnxGraph, opts: { trainable: string[]; images: boolean }): { bytes: Uint8Array; params: Param[] } {
+  const { g } = graph;
+  const params = paramsOf(graph, opts.trainable);
+  const images = imagesSpec(graph);
+  const shapes = inferShapes(g.nodes, g.constants, new Map([[INPUT_NAME, images.dims]]));
+  g.unique(FEATURES_GRAD_NAME);
+  const wrt = [...params.map((p) => p.name), ...(opts.images ? [INPUT_NAME] : [])];
+  const grads = addBackward(g, shapes, { output: OUTPUT_NAME, seed: FEATURES_GRAD_NAME, wrt });
+  const outputs = exposeGradients(graph, grads, params);
+  if (opts.images) {
+    g.opInto(g.unique(gradName(INPUT_NAME)), 'Identity', [grads.get(INPUT_NAME)!]);
+    outputs.push({ name: gradName(INPUT_NAME), dims: images.dims });
+  }
+  const bytes = g.encodeGraph(
+    [images, { name: FEATURES_GRAD_NAME, dims: [-1, graph.featureSize] }, ...params.map((p) => ({ name: p.name, dims: p.dims }))],
+    [{ name: OUTPUT_NAME, dims: [-1, graph.featureSize] }, ...outputs],
+    'finetune-gradcheck',
+  );
+  return { bytes, params };
+}
