@@ -7,8 +7,14 @@ export const LABELS_NAME = 'labels';
 export const LOSS_NAME = 'loss';
 export const LOGITS_NAME = 'logits';
 export const FEATURES_GRAD_NAME = 'features_grad';
-export const HEAD_KERNEL = 'head/kernel';
-export const HEAD_BIAS = 'head/bias';
+
+/** One Dense layer of the classifier on top of the features; the last one gives the logits. */
+export interface HeadLayer {
+  /** [in, out], Keras layout. */
+  kernel: Float32Array;
+  bias: Float32Array;
+  relu: boolean;
+}
 
 export interface Param {
   name: string;
@@ -62,17 +68,26 @@ function exposeGradients(graph: OnnxGraph, grads: Map<string, string>, params: P
  * constant of the backbone plus the head. Trainable values are graph inputs, so one session
  * serves every step while the optimizer (in JS) updates them.
  */
-export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]; classes: number; head: { kernel: Float32Array; bias: Float32Array } }): TrainingModel {
+export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]; head: HeadLayer[] }): TrainingModel {
   const { g } = graph;
-  const k = opts.classes;
   const backboneNodes = snapshot(g.nodes);
-  g.unique(HEAD_KERNEL);
-  g.unique(HEAD_BIAS);
-  g.constants.set(HEAD_KERNEL, { name: HEAD_KERNEL, data: opts.head.kernel, dims: [graph.featureSize, k] });
-  g.constants.set(HEAD_BIAS, { name: HEAD_BIAS, data: opts.head.bias, dims: [k] });
-  const params = [...paramsOf(graph, opts.trainable), ...paramsOf(graph, [HEAD_KERNEL, HEAD_BIAS])];
+  let x = OUTPUT_NAME;
+  let width = graph.featureSize;
+  const headNames: string[] = [];
+  opts.head.forEach((layer, i) => {
+    const units = layer.bias.length;
+    if (layer.kernel.length !== width * units) throw new Error(`head layer ${i}: kernel of ${layer.kernel.length} values does not map ${width} inputs to ${units}`);
+    const kernel = g.floats(`head${i}/kernel`, layer.kernel, [width, units]);
+    const bias = g.floats(`head${i}/bias`, layer.bias, [units]);
+    headNames.push(kernel, bias);
+    const last = i === opts.head.length - 1;
+    const out = last ? g.opInto(g.unique(LOGITS_NAME), 'Gemm', [x, kernel, bias]) : g.op('Gemm', [x, kernel, bias], {}, `head${i}`);
+    x = layer.relu && !last ? g.op('Relu', [out], {}, `head${i}/relu`) : out;
+    width = units;
+  });
+  const k = width;
+  const params = [...paramsOf(graph, opts.trainable), ...paramsOf(graph, headNames)];
   const paramInputs = params.map((p) => ({ name: p.name, dims: p.dims }));
-  g.opInto(g.unique(LOGITS_NAME), 'Gemm', [OUTPUT_NAME, HEAD_KERNEL, HEAD_BIAS]);
   const images = imagesSpec(graph);
   const logitsSpec = { name: LOGITS_NAME, dims: [-1, k] };
   const evalBytes = g.encodeGraph([images, ...paramInputs], [logitsSpec], 'finetune-eval');
