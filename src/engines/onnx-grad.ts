@@ -222,7 +222,16 @@ function convGrad(cx: GradContext): (string | null)[] {
   const group = Number(cx.node.attrs.group ?? 1);
   const win = windowOf(cx, ws.slice(2));
   const out: (string | null)[] = [null, null, null];
-  if (cx.want[0]) {
+  const depthwise = group === xs[1] && ws[0] === group;
+  if (cx.want[0] && win.strides.every((v) => v === 1) && (group === 1 || depthwise)) {
+    // Stride 1: dX is a plain Conv of dY with the kernel flipped (and in/out swapped), which
+    // runs on onnxruntime's forward Conv path, faster than its ConvTranspose.
+    const swapped = depthwise ? w : g.op('Transpose', [w], { perm: [1, 0, 2, 3] }, 'grad/conv_wt');
+    const flipped = g.op('Slice', [swapped, g.int64s('grad/starts', [-1, -1]), g.int64s('grad/ends', [-(2 ** 62), -(2 ** 62)]), g.int64s('grad/axes', [2, 3]), g.int64s('grad/steps', [-1, -1])], {}, 'grad/conv_flip');
+    const reach = win.kernel.map((k, i) => (k - 1) * win.dilations[i]);
+    const pads = [reach[0] - win.pads[0], reach[1] - win.pads[1], reach[0] - win.pads[2], reach[1] - win.pads[3]];
+    out[0] = g.op('Conv', [cx.dy, flipped], { kernel_shape: win.kernel, dilations: win.dilations, pads, group }, 'grad/conv_dx');
+  } else if (cx.want[0]) {
     out[0] = g.op(
       'ConvTranspose',
       [cx.dy, w],
@@ -230,7 +239,9 @@ function convGrad(cx: GradContext): (string | null)[] {
       'grad/conv_dx',
     );
   }
-  if (cx.want[1]) {
+  if (cx.want[1] && group === xs[1] && ws[0] === group) out[1] = depthwiseWeightGrad(cx, xs, ys, win);
+  else if (cx.want[1] && group === 1) out[1] = denseWeightGrad(cx, xs, ys, win);
+  else if (cx.want[1]) {
     const [, c, h, wd] = xs;
     const perGroup = c / group;
     const [, , ho, wo] = ys;
@@ -251,6 +262,72 @@ function convGrad(cx: GradContext): (string | null)[] {
   }
   if (cx.want[2]) out[2] = g.op('ReduceSum', [cx.dy, g.int64s('grad/axes', [0, 2, 3])], { keepdims: 0 }, 'grad/conv_db');
   return out;
+}
+
+/**
+ * Ungrouped dW as kh·kw GEMMs, one per tap: X (channels first, padded) shifted to the tap,
+ * [C, N·Ho·Wo], times dY as [N·Ho·Wo, M]. The long inner dimension keeps MLAS's GEMM at speed,
+ * where the equivalent Conv (dY as a Ho×Wo kernel) ran about 5× slower on VGG16.
+ */
+function denseWeightGrad(cx: GradContext, xs: Dims, ys: Dims, win: Window): string {
+  const g = cx.g;
+  const [, c] = xs;
+  const [kh, kw] = win.kernel;
+  const [, m, ho, wo] = ys;
+  const [pt, pl, pb, pr] = win.pads;
+  const padded = pt + pl + pb + pr > 0 ? g.op('Pad', [cx.node.inputs[0], g.int64s('grad/pads', [0, 0, pt, pl, 0, 0, pb, pr])], {}, 'grad/dw_pad') : cx.node.inputs[0];
+  // Both moves shift a single axis, which onnxruntime transposes fast; a general permutation of the result would not be.
+  const xt = g.op('Transpose', [padded], { perm: [0, 2, 3, 1] }, 'grad/dw_xt');
+  const dyCols = g.op('Reshape', [g.op('Transpose', [cx.dy], { perm: [1, 0, 2, 3] }, 'grad/dw_dyt'), g.int64s('grad/shape', [m, -1])], {}, 'grad/dw_dyt');
+  const rows = g.int64s('grad/shape', [-1, c, 1]);
+  const [hp, wp] = [xs[2] + pt + pb, xs[3] + pl + pr];
+  const taps: string[] = [];
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++) {
+      const y0 = i * win.dilations[0];
+      const x0 = j * win.dilations[1];
+      const y1 = y0 + (ho - 1) * win.strides[0] + 1;
+      const x1 = x0 + (wo - 1) * win.strides[1] + 1;
+      const whole = y0 === 0 && x0 === 0 && y1 === hp && x1 === wp && win.strides.every((v) => v === 1);
+      const shifted = whole
+        ? xt
+        : g.op('Slice', [xt, g.int64s('grad/starts', [y0, x0]), g.int64s('grad/ends', [y1, x1]), g.int64s('grad/axes', [1, 2]), g.int64s('grad/steps', win.strides)], {}, 'grad/dw_tap');
+      // [M, N·Ho·Wo] × [N·Ho·Wo, C] (as a [.., C, 1] view, so the taps concatenate on the last axis).
+      const tap = g.op('Reshape', [shifted, rows], {}, 'grad/dw_tap');
+      taps.push(g.op('MatMul', [dyCols, g.op('Reshape', [tap, g.int64s('grad/shape', [-1, c])], {}, 'grad/dw_tap')], {}, 'grad/dw_tap'));
+    }
+  const stacked = taps.length === 1 ? taps[0] : g.op('Concat', taps.map((t) => g.op('Reshape', [t, g.int64s('grad/shape', [m, c, 1])], {}, 'grad/dw_tap')), { axis: 2 }, 'grad/dw_taps');
+  return g.op('Reshape', [stacked, g.int64s('grad/shape', [m, c, kh, kw])], {}, 'grad/dw');
+}
+
+/**
+ * Depthwise (one filter per channel) dW, tap by tap: each of the kh·kw taps is the sum over
+ * batch and positions of dY times X shifted to that tap. The grouped-conv form above would run
+ * one tiny GEMM per channel, which MLAS does slowly (about 3× the whole step here).
+ */
+function depthwiseWeightGrad(cx: GradContext, xs: Dims, ys: Dims, win: Window): string {
+  const g = cx.g;
+  const [, c] = xs;
+  const [kh, kw] = win.kernel;
+  const [, , ho, wo] = ys;
+  const [pt, pl, pb, pr] = win.pads;
+  const x = pt + pl + pb + pr > 0 ? g.op('Pad', [cx.node.inputs[0], g.int64s('grad/pads', [0, 0, pt, pl, 0, 0, pb, pr])], {}, 'grad/dw_pad') : cx.node.inputs[0];
+  const axes = g.int64s('grad/axes', [2, 3]);
+  const steps = g.int64s('grad/steps', win.strides);
+  const sumAxes = g.int64s('grad/axes', [0, 2, 3]);
+  const taps: string[] = [];
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++) {
+      const y0 = i * win.dilations[0];
+      const x0 = j * win.dilations[1];
+      const starts = g.int64s('grad/starts', [y0, x0]);
+      const ends = g.int64s('grad/ends', [y0 + (ho - 1) * win.strides[0] + 1, x0 + (wo - 1) * win.strides[1] + 1]);
+      const shifted = g.op('Slice', [x, starts, ends, axes, steps], {}, 'grad/dw_tap');
+      taps.push(g.op('ReduceSum', [g.op('Mul', [shifted, cx.dy], {}, 'grad/dw_tap'), sumAxes], { keepdims: 1 }, 'grad/dw_tap'));
+    }
+  // taps: kh·kw × [1, C, 1, 1] → [kh·kw, C] → [C, 1, kh, kw]
+  const stacked = g.op('Reshape', [g.op('Concat', taps, { axis: 0 }, 'grad/dw_taps'), g.int64s('grad/shape', [kh * kw, c])], {}, 'grad/dw_taps');
+  return g.op('Reshape', [g.op('Transpose', [stacked], { perm: [1, 0] }, 'grad/dw_taps'), g.int64s('grad/shape', [c, 1, kh, kw])], {}, 'grad/dw');
 }
 
 /** MaxPool: dY goes to the arg-max of each window (MaxPool's own indices), summed where windows overlap. */

@@ -135,3 +135,17 @@ export function buildGradientCheckModel(graph: OnnxGraph, opts: { trainable: str
   );
   return { bytes, params };
 }
+
+/**
+ * The weights of the exported backbone that can train, grouped by Keras layer in graph order:
+ * kernels, biases (folded BatchNormalization included), a standalone BN's scale and shift.
+ * Scalars (a ReLU6's bounds, Rescaling's factors) are constants of the architecture, not weights.
+ */
+export function trainableLayers(graph: OnnxGraph): { layer: string; constants: string[] }[] {
+  const out: { layer: string; constants: string[] }[] = [];
+  for (const [layer, names] of graph.layerConstants) {
+    const constants = names.filter((n) => (graph.g.constants.get(n)?.dims.length ?? 0) > 0);
+    if (constants.length > 0) out.push({ layer, constants });
+  }
+  return out;
+}
