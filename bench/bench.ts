@@ -5,18 +5,19 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 finetune
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CacheResult } from './cache.ts';
+import type { FineTuneBenchRow } from './finetune.ts';
 import { runPart } from './child.ts';
 import type { GemmResult } from './gemm.ts';
 import { benchJpegs, type BenchImages } from './images.ts';
 import { DARKNET_DIR, ROOT, sharedHas } from './paths.ts';
-import { benchTorch, type TorchResult } from './peer.ts';
+import { benchTorch, benchTorchFineTune, type TorchFineTuneResult, type TorchResult } from './peer.ts';
 import { buildRows } from './rows.ts';
 import type { RssResult } from './rss-extract.ts';
 import { benchStartup, type StartupResult } from './startup.ts';
@@ -42,8 +43,10 @@ const PART_NAMES: Record<string, string[]> = {
   rss: ['rss'],
   '7': ['cache'],
   cache: ['cache'],
+  '8': ['finetune'],
+  finetune: ['finetune'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'finetune'];
 
 export interface BenchResults {
   startedAt: string;
@@ -60,6 +63,11 @@ export interface BenchResults {
   startup?: StartupResult;
   rss?: { small: RssResult; large: RssResult };
   cache?: CacheResult;
+  finetune?: {
+    vgg16?: FineTuneBenchRow;
+    mobilenet_v2?: FineTuneBenchRow;
+    torch: { vgg16?: TorchFineTuneResult | string; mobilenet_v2?: TorchFineTuneResult | string };
+  };
   errors: Record<string, string>;
 }
 
@@ -68,7 +76,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 finetune\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -94,6 +102,8 @@ function options() {
     pipelineBatch: 8,
     rssSizes: quick ? ([200, 800] as const) : ([500, 2000] as const),
     cacheEntries: 25_000,
+    // A VGG16 step of 16 images at 224² takes about a minute on 2 cores: one timed step after the warm-up.
+    fineTuneRuns: quick ? 1 : { vgg16: 1, mobilenet_v2: 3 },
   };
 }
 
@@ -153,6 +163,15 @@ async function main(): Promise<void> {
     }
     if (has('cache')) {
       await attempt('cache', async () => void (results.cache = await runPart<CacheResult>('cache', { dir: path.join(scratch, 'cache'), entries: o.cacheEntries, dim: 512, runs: o.runs }, { timeoutS: 600 })));
+    }
+    if (has('finetune')) {
+      const ft: NonNullable<BenchResults['finetune']> = { torch: {} };
+      results.finetune = ft;
+      for (const model of ['vgg16', 'mobilenet_v2'] as const) {
+        const runs = typeof o.fineTuneRuns === 'number' ? o.fineTuneRuns : o.fineTuneRuns[model];
+        await attempt(`finetune ${model}`, async () => void (ft[model] = await runPart<FineTuneBenchRow>('finetune', { model, batch: 16, runs }, { timeoutS: 900 })));
+        await attempt(`finetune torch ${model}`, async () => void (ft.torch[model] = await benchTorchFineTune({ model, batch: 16, steps: runs })));
+      }
     }
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -12,3 +12,6 @@ export { ENGINES, type EngineChoice } from './engines/index.ts';
 export { BACKENDS, type BackendChoice } from './engines/backend.ts';
 export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
+export { fineTuneWholeNetwork, type WholeNetworkOptions, type WholeNetworkResult } from './fine-tune/whole-network.ts';
+export { fileImages, type FileImagesOptions } from './fine-tune/file-images.ts';
+export type { ImageSource, FineTuneResult } from './fine-tune/loop.ts';
