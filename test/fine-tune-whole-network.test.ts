@@ -116,7 +116,6 @@ describe('fineTuneWholeNetwork: image files → a trained backbone as ONNX', () 
     const model = network();
     const controller = new AbortController();
     let steps = 0;
-    const started = performance.now();
     let abortedAt = 0;
     await assert.rejects(
       fineTuneWholeNetwork(model, {
@@ -133,7 +132,6 @@ describe('fineTuneWholeNetwork: image files → a trained backbone as ONNX', () 
     );
     assert.ok(performance.now() - abortedAt < 2000, `stopped ${performance.now() - abortedAt} ms after the abort`);
     assert.ok(steps < 10, `${steps} steps ran`);
-    void started;
     model.dispose();
   });
 });

@@ -168,7 +168,6 @@ export async function compareGradients(model: tf.LayersModel, opts: { layer: str
   }
   tf.dispose([r, x, dx]);
   for (const t of Object.values(results)) t.dispose();
-  void OUTPUT_NAME;
   return { errors, features: graph.featureSize };
 }
 

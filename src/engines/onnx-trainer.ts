@@ -35,6 +35,7 @@ export class OnnxTrainer {
     readonly groupOf: number[],
     readonly groups: number,
     weightDecay: number,
+    private readonly headRelu: boolean[],
   ) {
     this.optimizer = new AdamW(
       model.params.map((p) => p.data.length),
@@ -60,7 +61,7 @@ export class OnnxTrainer {
       await train.release();
       throw err;
     });
-    return new OnnxTrainer(graph, model, train, evaluate, groupOf, opts.layers.length + 1, opts.weightDecay ?? 0.01);
+    return new OnnxTrainer(graph, model, train, evaluate, groupOf, opts.layers.length + 1, opts.weightDecay ?? 0.01, head.map((l) => l.relu));
   }
 
   get params(): readonly Param[] {
@@ -135,12 +136,12 @@ export class OnnxTrainer {
   /** The trained head layers, Keras layout. */
   headLayers(): HeadLayer[] {
     const params = this.model.params;
-    const count = this.groupOf.filter((g) => g === this.groups - 1).length / 2;
+    const count = this.headRelu.length;
     const first = params.length - 2 * count;
     return Array.from({ length: count }, (_, i) => ({
       kernel: Float32Array.from(params[first + 2 * i].data),
       bias: Float32Array.from(params[first + 2 * i + 1].data),
-      relu: i < count - 1,
+      relu: this.headRelu[i],
     }));
   }
 
