@@ -5,19 +5,20 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head · 9 serve
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head · 9 serve · 10 finetune
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CacheResult } from './cache.ts';
+import type { FineTuneBenchRow } from './finetune.ts';
 import { runPart } from './child.ts';
 import type { GemmResult } from './gemm.ts';
 import type { HeadBenchResult } from './head.ts';
 import { benchJpegs, type BenchImages } from './images.ts';
 import { DARKNET_DIR, ROOT, sharedHas } from './paths.ts';
-import { benchTorch, type TorchResult } from './peer.ts';
+import { benchTorch, benchTorchFineTune, type TorchFineTuneResult, type TorchResult } from './peer.ts';
 import { buildRows } from './rows.ts';
 import { benchServe, type ServeResult } from './serve.ts';
 import type { RssResult } from './rss-extract.ts';
@@ -48,8 +49,10 @@ const PART_NAMES: Record<string, string[]> = {
   head: ['head'],
   '9': ['serve'],
   serve: ['serve'],
+  '10': ['finetune'],
+  finetune: ['finetune'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head', 'serve'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head', 'serve', 'finetune'];
 
 export interface BenchResults {
   startedAt: string;
@@ -68,6 +71,11 @@ export interface BenchResults {
   cache?: CacheResult;
   head?: HeadBenchResult;
   serve?: ServeResult;
+  finetune?: {
+    vgg16?: FineTuneBenchRow;
+    mobilenet_v2?: FineTuneBenchRow;
+    torch: { vgg16?: TorchFineTuneResult | string; mobilenet_v2?: TorchFineTuneResult | string };
+  };
   errors: Record<string, string>;
 }
 
@@ -76,7 +84,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head, 9 serve\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head, 9 serve, 10 finetune\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -104,6 +112,8 @@ function options() {
     cacheEntries: 25_000,
     // 5 heads × 10 epochs on 25,000 × 2,560 features (issue #14); --quick: 2 epochs.
     head: { rows: 25_000, dim: 2560, heads: 5, epochs: quick ? 2 : 10, batch: 256 },
+    // A VGG16 step of 16 images at 224² takes about a minute on 2 cores: one timed step after the warm-up.
+    fineTuneRuns: quick ? 1 : { vgg16: 1, mobilenet_v2: 3 },
   };
 }
 
@@ -170,6 +180,15 @@ async function main(): Promise<void> {
       await attempt('head', async () => void (results.head = await runPart<HeadBenchResult>('head', o.head, { timeoutS: 900 })));
     }
     if (has('serve')) await attempt('serve', async () => void (results.serve = await benchServe({ scratch, quick: o.quick })));
+    if (has('finetune')) {
+      const ft: NonNullable<BenchResults['finetune']> = { torch: {} };
+      results.finetune = ft;
+      for (const model of ['vgg16', 'mobilenet_v2'] as const) {
+        const runs = typeof o.fineTuneRuns === 'number' ? o.fineTuneRuns : o.fineTuneRuns[model];
+        await attempt(`finetune ${model}`, async () => void (ft[model] = await runPart<FineTuneBenchRow>('finetune', { model, batch: 16, runs }, { timeoutS: 900 })));
+        await attempt(`finetune torch ${model}`, async () => void (ft.torch[model] = await benchTorchFineTune({ model, batch: 16, steps: runs })));
+      }
+    }
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

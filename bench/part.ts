@@ -14,6 +14,7 @@ const PARTS: Record<string, () => Promise<{ run(options: never): Promise<unknown
   'rss-extract': () => import('./rss-extract.ts'),
   cache: () => import('./cache.ts'),
   head: () => import('./head.ts'),
+  finetune: () => import('./finetune.ts'),
   'predict-setup': () => import('./predict-setup.ts'),
   'predict-profile': () => import('./predict-profile.ts'),
 };

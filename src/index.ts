@@ -17,3 +17,6 @@ export { createPredictor, type Predictor, type PredictorInput, type PredictorOpt
 export { serve, SERVE_DEFAULTS, type ServeOptions, type ServeEvent, type PredictionServer } from './serve/server.ts';
 export { checkTrainOutputs, type TrainOutputs } from './output-checks.ts';
 export { doctor, type DoctorReport, type DoctorProbes } from './doctor.ts';
+export { fineTuneWholeNetwork, type WholeNetworkOptions, type WholeNetworkResult } from './fine-tune/whole-network.ts';
+export { fileImages, type FileImagesOptions } from './fine-tune/file-images.ts';
+export type { ImageSource, FineTuneResult } from './fine-tune/loop.ts';

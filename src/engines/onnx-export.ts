@@ -27,12 +27,28 @@ export interface OnnxExport {
 export const INPUT_NAME = 'images';
 export const OUTPUT_NAME = 'features';
 
+/** The exported graph before encoding, for passes that extend it (the backward pass). */
+export interface OnnxGraph {
+  g: GraphBuilder;
+  /** [0, H, W, C]: the batch dimension is symbolic. */
+  inputDims: number[];
+  featureSize: number;
+  /** Keras layer name → the names of the graph constants its weights became (kernel, bias …). */
+  layerConstants: Map<string, string[]>;
+}
+
 /**
  * Builds an ONNX model computing `model`'s input → output of `layer` → pooling, from the
  * model's own topology and weights. Input "images": float32 NHWC [N, H, W, C]; output
  * "features": [N, featureSize]. Layers after the feature layer are never looked at.
  */
 export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooling: Pooling }): OnnxExport {
+  const { g, inputDims, featureSize } = buildOnnxGraph(model, opts);
+  const bytes = g.encode({ name: INPUT_NAME, dims: inputDims }, { name: OUTPUT_NAME, dims: [0, featureSize] });
+  return { bytes, featureSize, inputSize: [inputDims[1], inputDims[2]] };
+}
+
+export function buildOnnxGraph(model: tf.LayersModel, opts: { layer: string; pooling: Pooling }): OnnxGraph {
   const featureLayer = findLayer(model, opts.layer);
   const featureTensor = singleOutput(featureLayer);
   const nodes = nodesUpTo(featureTensor);
@@ -42,6 +58,7 @@ export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooli
   g.unique(INPUT_NAME);
   const outputName = g.unique(OUTPUT_NAME);
   const values = new Map<number, Value>();
+  const layerConstants = new Map<string, string[]>();
   const nhwcOf = new Map<string, string>();
   const kerasOrder = (v: Value): string => {
     if (v.shape.length !== 4) return v.name;
@@ -90,7 +107,9 @@ export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooli
       kerasOrder,
       fromKerasOrder,
     };
+    const before = new Set(g.constants.keys());
     const value = translate(cx);
+    layerConstants.set(layer.name, [...g.constants.keys()].filter((k) => !before.has(k) && g.constants.get(k)!.data instanceof Float32Array));
     values.set(output.id, value);
     if (folded) values.set((folded as SymbolicTensor).id, value);
   }
@@ -99,8 +118,7 @@ export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooli
   const features = values.get(featureTensor.id)!;
   const { name: pooled, size } = pool(g, features, opts.pooling, kerasOrder, featureLayer);
   g.opInto(outputName, 'Identity', [pooled]);
-  const bytes = g.encode({ name: INPUT_NAME, dims: input.shape }, { name: OUTPUT_NAME, dims: [0, size] });
-  return { bytes, featureSize: size, inputSize: [input.shape[1], input.shape[2]] };
+  return { g, inputDims: input.shape, featureSize: size, layerConstants };
 }
 
 function findLayer(model: tf.LayersModel, name: string): Layer {
