@@ -1,0 +1,15 @@
+import type { LabelScore } from './label-issues.ts';
+
+/** The audit's own defaults; everything else (backbone, head, engine) is train's. */
+export const AUDIT_DEFAULTS = Object.freeze({
+  folds: 5,
+  /** Epochs of each fold's head: measured in the README (Audit) against train's 10. */
+  epochs: 5,
+  labelScore: 'self-confidence' as LabelScore,
+  /** Cosine similarity of centred pooled features at or above which two images are near-duplicates. */
+  duplicateThreshold: 0.9,
+  /** Outlier score: distance to the k-th nearest image of the nearest class. */
+  outlierK: 5,
+  /** Nearest images of a class kept per image (report thumbnails). */
+  neighbours: 5,
+});
