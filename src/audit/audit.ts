@@ -66,6 +66,8 @@ export interface DuplicatePair {
   labelA: string;
   labelB: string;
   similarity: number;
+  /** CSLS score (2·cos − r_a − r_b): how much closer the two are than each is to its 10 nearest; ≥ duplicateThreshold. */
+  score: number;
   /** The same bytes (equal sha256), not only similar features. */
   exact: boolean;
   /** One in train, one in valid: validation scores the model on an image it trained on. */
@@ -91,8 +93,6 @@ export interface AuditResult {
   /** Flagged by the confident joint, most suspicious first. */
   labelIssues: LabelIssue[];
   duplicates: DuplicatePair[];
-  /** More pairs passed the threshold than are kept (the threshold is too low for this data). */
-  duplicatesTruncated: boolean;
   outliers: Outlier[];
   /** Per image: label quality, outlier score, and n × classes out-of-fold probabilities. */
   scores: { label: Float32Array; outlier: Float32Array; outOfFold: Float32Array };
@@ -111,7 +111,7 @@ function check(name: string, value: number, ok: boolean, rule: string): void {
 function validate(o: Required<Pick<AuditOptions, 'folds' | 'epochs' | 'duplicateThreshold' | 'outlierK' | 'neighbours' | 'labelScore'>>): void {
   check('--folds', o.folds, Number.isInteger(o.folds) && o.folds >= 2 && o.folds <= 20, 'a whole number from 2 to 20');
   check('--epochs', o.epochs, Number.isInteger(o.epochs) && o.epochs >= 1, 'a whole number ≥ 1');
-  check('--duplicate-threshold', o.duplicateThreshold, o.duplicateThreshold > 0 && o.duplicateThreshold <= 1, 'above 0 and at most 1');
+  check('--duplicate-threshold', o.duplicateThreshold, o.duplicateThreshold > 0 && o.duplicateThreshold <= 2, 'above 0 and at most 2 (a CSLS score)');
   check('--outlier-k', o.outlierK, Number.isInteger(o.outlierK) && o.outlierK >= 1 && o.outlierK <= 50, 'a whole number from 1 to 50');
   if (!(LABEL_SCORES as readonly string[]).includes(o.labelScore)) throw new UsageError(`--label-score ${o.labelScore}: use ${LABEL_SCORES.join(' or ')}`);
 }
@@ -261,7 +261,7 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
       nearestSuggested: near(nearestOfClass(table, i, v.suggested)),
     }));
 
-  const duplicates: DuplicatePair[] = table.pairs.map(({ a, b, similarity }) => ({
+  const duplicates: DuplicatePair[] = table.pairs.map(({ a, b, similarity, score }) => ({
     a: images[a].path,
     b: images[b].path,
     splitA: images[a].split,
@@ -269,6 +269,7 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
     labelA: images[a].label,
     labelB: images[b].label,
     similarity,
+    score,
     exact: hashes[a] !== undefined && hashes[a] === hashes[b],
     leakage: images[a].split !== images[b].split,
   }));
@@ -298,7 +299,6 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
     images,
     labelIssues,
     duplicates,
-    duplicatesTruncated: table.truncated,
     outliers,
     scores: { label: Float32Array.from(verdicts, (v) => v.score), outlier, outOfFold: probabilities },
     settings: { folds, epochs, labelScore, duplicateThreshold, outlierK, outlierCut: cut, backbone, featureSize: dim },

@@ -7,13 +7,13 @@ export interface SimilarPair {
   b: number;
   /** Cosine similarity of the centred features. */
   similarity: number;
+  /** CSLS: 2·cos − r_a − r_b (r = mean cosine to the row's 10 nearest rows); the threshold applies to it. */
+  score: number;
 }
 
 export interface NeighbourTable {
-  /** Pairs at or above the threshold, most similar first. */
+  /** Pairs whose score is at or above the threshold, highest first. */
   pairs: SimilarPair[];
-  /** True when more pairs passed the threshold than maxPairs (the most similar are kept). */
-  truncated: boolean;
   /** Per row and class, the k most similar other rows of that class: index (−1 = none) and similarity. */
   k: number;
   classes: number;
@@ -24,10 +24,14 @@ export interface NeighbourTable {
 export interface NeighbourOptions {
   k: number;
   threshold: number;
-  maxPairs?: number;
   signal?: AbortSignal;
   onBlock?: (done: number, total: number) => void;
 }
+
+/** Rows whose mean similarity sets each row's local density (CSLS). */
+export const DENSITY_NEIGHBOURS = 10;
+/** Nearest rows of any class kept per row: a row's near-duplicates are among them. */
+const CANDIDATES = 20;
 
 /**
  * Rows centred on their mean and scaled to unit length: dot products are then cosine similarities
@@ -54,16 +58,33 @@ export function centredUnitRows(x: Float32Array, n: number, dim: number): Float3
 /** Similarity values held at once: a block of rows against all rows (≈ 16 MB), never n × n. */
 const BLOCK_VALUES = 4_000_000;
 
+/** Puts (j, s) into the sorted list of length k at `slot` if it belongs there. */
+function insert(sims: Float32Array, index: Int32Array, slot: number, k: number, s: number, j: number): void {
+  if (s <= sims[slot + k - 1]) return;
+  let p = k - 1;
+  while (p > 0 && sims[slot + p - 1] < s) {
+    sims[slot + p] = sims[slot + p - 1];
+    index[slot + p] = index[slot + p - 1];
+    p--;
+  }
+  sims[slot + p] = s;
+  index[slot + p] = j;
+}
+
 /**
- * One pass of blocked matrix products (a block of rows × all rows, on the tfjs backend) gives
- * both the near-duplicate pairs and each row's nearest neighbours per class.
+ * One pass of blocked matrix products (a block of rows × all rows, on the tfjs backend) keeps
+ * each row's nearest rows per class and of any class. Near-duplicates are then scored by CSLS
+ * (Conneau et al. 2018): a pair counts when the two are much closer to each other than each is
+ * to its usual neighbours, which holds across backbones whose cosines sit at different levels
+ * (measured in the README, Audit), where one fixed cosine cut does not.
  */
 export async function searchNeighbours(unit: Float32Array, n: number, dim: number, labels: ArrayLike<number>, classes: number, opts: NeighbourOptions): Promise<NeighbourTable> {
-  const { k, threshold, maxPairs = 100_000 } = opts;
+  const { k, threshold } = opts;
   const index = new Int32Array(n * classes * k).fill(-1);
   const similarity = new Float32Array(n * classes * k).fill(-Infinity);
-  let pairs: SimilarPair[] = [];
-  let truncated = false;
+  const m = Math.min(CANDIDATES, Math.max(1, n - 1));
+  const nearIndex = new Int32Array(n * m).fill(-1);
+  const nearSims = new Float32Array(n * m).fill(-Infinity);
   const blockRows = Math.max(1, Math.min(n, Math.floor(BLOCK_VALUES / Math.max(1, n))));
   const all = tf.tensor2d(unit, [n, dim]);
   try {
@@ -79,23 +100,9 @@ export async function searchNeighbours(unit: Float32Array, n: number, dim: numbe
         for (let j = 0; j < n; j++) {
           if (j === i) continue;
           const s = sims[base + j];
-          if (j > i && s >= threshold) pairs.push({ a: i, b: j, similarity: s });
-          const slot = (i * classes + labels[j]) * k;
-          if (s <= similarity[slot + k - 1]) continue;
-          // Insertion into the class's short sorted list.
-          let p = k - 1;
-          while (p > 0 && similarity[slot + p - 1] < s) {
-            similarity[slot + p] = similarity[slot + p - 1];
-            index[slot + p] = index[slot + p - 1];
-            p--;
-          }
-          similarity[slot + p] = s;
-          index[slot + p] = j;
+          insert(nearSims, nearIndex, i * m, m, s, j);
+          insert(similarity, index, (i * classes + labels[j]) * k, k, s, j);
         }
-      }
-      if (pairs.length > maxPairs) {
-        pairs = pairs.sort(bySimilarity).slice(0, maxPairs);
-        truncated = true;
       }
       opts.onBlock?.(start + rows, n);
       await new Promise((r) => setImmediate(r));
@@ -103,10 +110,28 @@ export async function searchNeighbours(unit: Float32Array, n: number, dim: numbe
   } finally {
     all.dispose();
   }
-  return { pairs: pairs.sort(bySimilarity), truncated, k, classes, index, similarity };
+  const density = new Float32Array(n);
+  const d = Math.min(DENSITY_NEIGHBOURS, m);
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let p = 0; p < d; p++) sum += Math.max(-1, nearSims[i * m + p]);
+    density[i] = sum / d;
+  }
+  const pairs: SimilarPair[] = [];
+  for (let i = 0; i < n; i++) {
+    for (let p = 0; p < m; p++) {
+      const j = nearIndex[i * m + p];
+      if (j < 0) break;
+      const cos = nearSims[i * m + p];
+      const score = 2 * cos - density[i] - density[j];
+      // Each pair is seen from both ends when each is among the other's nearest: keep it once.
+      if (score >= threshold && (i < j || !nearIndex.subarray(j * m, (j + 1) * m).includes(i))) pairs.push({ a: Math.min(i, j), b: Math.max(i, j), similarity: cos, score });
+    }
+  }
+  return { pairs: pairs.sort(bySimilarity), k, classes, index, similarity };
 }
 
-const bySimilarity = (p: SimilarPair, q: SimilarPair) => q.similarity - p.similarity || p.a - q.a || p.b - q.b;
+const bySimilarity = (p: SimilarPair, q: SimilarPair) => q.score - p.score || p.a - q.a || p.b - q.b;
 
 /** The up to k nearest rows of class `c` to row `i`, most similar first. */
 export function nearestOfClass(table: NeighbourTable, i: number, c: number): { index: number; similarity: number }[] {

@@ -21,7 +21,7 @@ export async function writeAuditReport(file: string, result: AuditResult, opts: 
     const info = byPath.get(p);
     return { path: p, thumbnail: await picture(p), caption: caption ?? `${info?.label ?? ''} · ${info?.split ?? ''} · ${path.basename(p)}` };
   };
-  const neighbours = (list: Neighbour[]) => Promise.all(list.slice(0, REPORT_LIMITS.neighbours).map((n) => image(n.path, `${byPath.get(n.path)?.label ?? ''} · cos ${n.similarity.toFixed(2)}`)));
+  const neighbours = (list: Neighbour[]) => Promise.all(list.slice(0, REPORT_LIMITS.neighbours).map((n) => image(n.path, `cos ${n.similarity.toFixed(2)} · ${path.basename(n.path)}`)));
   const L = REPORT_LIMITS;
   const html = renderAuditReport({
     title: opts.title ?? `audit of ${result.root}`,
@@ -32,7 +32,7 @@ export async function writeAuditReport(file: string, result: AuditResult, opts: 
       backbone: result.settings.backbone,
       features: result.settings.featureSize,
       'label score': `${result.settings.labelScore}, ${result.settings.folds}-fold out-of-fold, ${result.settings.epochs} epochs per head`,
-      'duplicate threshold': `cosine ≥ ${result.settings.duplicateThreshold}`,
+      'duplicate threshold': `CSLS score ≥ ${result.settings.duplicateThreshold} (2·cos − r_a − r_b)`,
       'outlier cut': `distance to the ${result.settings.outlierK}th nearest > ${result.settings.outlierCut.toFixed(3)}`,
     },
     counts: result.counts,
@@ -52,6 +52,7 @@ export async function writeAuditReport(file: string, result: AuditResult, opts: 
         a: await image(d.a, `${d.labelA} · ${d.splitA} · ${path.basename(d.a)}`),
         b: await image(d.b, `${d.labelB} · ${d.splitB} · ${path.basename(d.b)}`),
         similarity: d.similarity,
+        score: d.score,
         leakage: d.leakage,
         exact: d.exact,
       })),

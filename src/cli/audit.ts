@@ -29,7 +29,7 @@ export function registerAudit(program: Command, defaults: typeof import('../defa
     .option('--model <dir>', "audit with a trained model's backbone and head recipe (its features are cached)")
     .option('--folds <k>', 'out-of-fold heads: each image is scored by a head trained on the other folds', int('--folds'), AUDIT_DEFAULTS.folds)
     .option('--label-score <method>', `rank label issues by ${LABEL_SCORES.join(' or ')}`, AUDIT_DEFAULTS.labelScore)
-    .option('--duplicate-threshold <cos>', 'cosine similarity of the pooled features from which two images are near-duplicates', float('--duplicate-threshold'), AUDIT_DEFAULTS.duplicateThreshold)
+    .option('--duplicate-threshold <cos>', 'near-duplicate pairs from this CSLS score: 2·cos − r_a − r_b, r = mean cosine of an image to its 10 nearest', float('--duplicate-threshold'), AUDIT_DEFAULTS.duplicateThreshold)
     .option('--outlier-k <k>', 'outlier score: distance to the k-th nearest image of the nearest class', int('--outlier-k'), AUDIT_DEFAULTS.outlierK)
     .option('--top <n>', 'candidates of each kind printed', int('--top'), 10)
     .option('--report <file.html>', 'write a self-contained HTML report: each candidate beside its nearest images, duplicate pairs side by side')
@@ -113,8 +113,8 @@ function summaryLines(r: Result, top: number): string[] {
     `label issues  ${c.labelIssues} (confident learning on ${s.folds}-fold out-of-fold probabilities; score: ${s.labelScore}, low = suspicious)`,
     ...r.labelIssues.slice(0, top).map((l) => `  ${l.score.toFixed(3)}  ${rel(l.path)}  ${l.given} → ${l.suggested} (${(l.suggestedProbability * 100).toFixed(0)}%)`),
     '',
-    `near-duplicates  ${c.duplicates} pair(s) with cosine ≥ ${s.duplicateThreshold} (${r.duplicates.filter((d) => d.exact).length} byte-identical), ${c.leakage} across train/valid${r.duplicatesTruncated ? ' (truncated: raise --duplicate-threshold)' : ''}`,
-    ...r.duplicates.slice(0, top).map((d) => `  ${d.similarity.toFixed(3)}  ${rel(d.a)}  ${rel(d.b)}${d.leakage ? '  [train/valid leakage]' : ''}${d.exact ? '  [same bytes]' : ''}${d.labelA !== d.labelB ? `  [labels ${d.labelA} / ${d.labelB}]` : ''}`),
+    `near-duplicates  ${c.duplicates} pair(s) with CSLS score ≥ ${s.duplicateThreshold} (${r.duplicates.filter((d) => d.exact).length} byte-identical), ${c.leakage} across train/valid; score, cosine:`,
+    ...r.duplicates.slice(0, top).map((d) => `  ${d.score.toFixed(3)}  ${d.similarity.toFixed(3)}  ${rel(d.a)}  ${rel(d.b)}${d.leakage ? '  [train/valid leakage]' : ''}${d.exact ? '  [same bytes]' : ''}${d.labelA !== d.labelB ? `  [labels ${d.labelA} / ${d.labelB}]` : ''}`),
     '',
     `outliers  ${c.outliers} (distance to the ${s.outlierK}th nearest image of the nearest class above ${s.outlierCut.toFixed(3)})`,
     ...r.outliers.slice(0, top).map((o) => `  ${o.score.toFixed(3)}  ${rel(o.path)}  (${o.label})`),

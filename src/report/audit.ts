@@ -24,7 +24,7 @@ export interface AuditReportInput {
   settings: Record<string, string | number>;
   counts: { images: number; labelIssues: number; duplicates: number; leakage: number; outliers: number };
   labelIssues: { image: AuditThumb; given: string; suggested: string; score: number; suggestedProbability: number; nearestGiven: AuditThumb[]; nearestSuggested: AuditThumb[] }[];
-  duplicates: { a: AuditThumb; b: AuditThumb; similarity: number; leakage: boolean; exact: boolean }[];
+  duplicates: { a: AuditThumb; b: AuditThumb; similarity: number; score: number; leakage: boolean; exact: boolean }[];
   outliers: { image: AuditThumb; label: string; score: number; nearest: AuditThumb[] }[];
   /** How many of each kind exist beyond those shown. */
   hidden: { labelIssues: number; duplicates: number; outliers: number };
@@ -41,8 +41,9 @@ const AUDIT_STYLES = `
 .thumb .ph{display:flex;align-items:center;justify-content:center;color:#94a3b8;font-size:12px}
 .thumb figcaption{padding:4px 6px;font-size:11.5px;line-height:1.3;color:#374151;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .thumb.main{border:2px solid var(--bad)}
-.pair{display:grid;grid-template-columns:repeat(2,minmax(0,200px)) minmax(0,1fr);gap:14px;align-items:center;padding:10px 0;border-bottom:1px solid var(--line)}
-.pair:last-child{border-bottom:0}
+.pairs{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:14px}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:6px;border:1px solid var(--line);border-radius:10px;padding:8px;background:#fafbfc}
+.pair .verdict{grid-column:1/-1}
 .verdict{font-size:13px;line-height:1.45}
 .verdict b{font-variant-numeric:tabular-nums}
 `;
@@ -93,14 +94,14 @@ export function renderAuditReport(input: AuditReportInput): string {
   const pairs = input.duplicates
     .map(
       (d) =>
-        `<div class="pair">${thumb(d.a)}${thumb(d.b)}<div class="verdict">cosine <b>${d.similarity.toFixed(3)}</b>${d.exact ? '<br><span class="pill bad">same bytes</span>' : ''}${d.leakage ? '<br><span class="pill bad">train/valid leakage</span>' : ''}</div></div>`,
+        `<div class="pair">${thumb(d.a)}${thumb(d.b)}<div class="verdict">score <b>${d.score.toFixed(3)}</b> · cosine <b>${d.similarity.toFixed(3)}</b>${d.exact ? '<span class="pill bad">same bytes</span>' : ''}${d.leakage ? '<span class="pill bad">train/valid leakage</span>' : ''}</div></div>`,
     )
     .join('');
   const duplicateSection = section(
     'duplicates',
     'Near-duplicates',
     'Pairs whose pooled features are near-identical: resized, recompressed or slightly cropped copies. A pair across train and valid lets validation score images the head trained on.',
-    (pairs || '<p class="empty">No near-duplicate pairs found.</p>') + more(input.hidden.duplicates, 'pairs'),
+    (pairs ? `<div class="pairs">${pairs}</div>` : '<p class="empty">No near-duplicate pairs found.</p>') + more(input.hidden.duplicates, 'pairs'),
   );
 
   const outliers = input.outliers
