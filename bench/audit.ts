@@ -168,3 +168,18 @@ if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.met
     await rm(scratch, { recursive: true, force: true });
   }
 }
+
+type AuditFigures = Awaited<ReturnType<typeof run>>;
+
+/** One line per run for the bench's footnotes. */
+export function auditNotes(figures: AuditFigures[] | string | undefined): string[] {
+  if (figures === undefined) return [];
+  if (typeof figures === 'string') return [`audit ${figures}`];
+  return figures.map((f) => {
+    const l = f.labels;
+    const recall = Object.entries(l.recallTop2x).map(([m, r]) => `${m} ${(r * 100).toFixed(0)}%`).join(', ');
+    const at = f.duplicates?.at.find((a) => a.threshold === 0.35);
+    const dup = at ? `; planted near-duplicates found ${(at.found * 100).toFixed(0)}% at score ≥ 0.35, ${at.falsePer1000.toFixed(1)} false pairs per 1,000 images` : '';
+    return `audit ${f.name} (${f.images} images): ${l.flipped} flipped labels, ${recall} of them in the top 2×${l.flipped} (target ${l.target * 100}%${l.met ? ', met' : ', MISSED'})${dup}; ${f.seconds.wall.toFixed(1)} s wall, ${f.seconds.cpu.toFixed(1)} s CPU from a warm cache`;
+  });
+}

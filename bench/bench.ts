@@ -5,12 +5,13 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 audit
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { auditNotes, benchAudit } from './audit.ts';
 import type { CacheResult } from './cache.ts';
 import { runPart } from './child.ts';
 import type { GemmResult } from './gemm.ts';
@@ -42,8 +43,10 @@ const PART_NAMES: Record<string, string[]> = {
   rss: ['rss'],
   '7': ['cache'],
   cache: ['cache'],
+  '8': ['audit'],
+  audit: ['audit'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'audit'];
 
 export interface BenchResults {
   startedAt: string;
@@ -60,6 +63,7 @@ export interface BenchResults {
   startup?: StartupResult;
   rss?: { small: RssResult; large: RssResult };
   cache?: CacheResult;
+  audit?: Awaited<ReturnType<typeof benchAudit>>;
   errors: Record<string, string>;
 }
 
@@ -68,7 +72,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 audit\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -154,6 +158,7 @@ async function main(): Promise<void> {
     if (has('cache')) {
       await attempt('cache', async () => void (results.cache = await runPart<CacheResult>('cache', { dir: path.join(scratch, 'cache'), entries: o.cacheEntries, dim: 512, runs: o.runs }, { timeoutS: 600 })));
     }
+    if (has('audit')) await attempt('audit', async () => void (results.audit = await benchAudit(path.join(scratch, 'audit'))));
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
@@ -161,6 +166,7 @@ async function main(): Promise<void> {
   results.machine.loadavgEnd = os.loadavg().map((l) => round(l, 2));
   results.seconds = round((performance.now() - started) / 1000, 1);
   const { rows, notes } = buildRows(results);
+  notes.push(...auditNotes(results.audit));
   const file = path.join(ROOT, 'bench', 'results.json');
   await writeFile(file, `${JSON.stringify({ ...results, table: rows, notes }, null, 2)}\n`);
   const m = results.machine;

@@ -155,12 +155,12 @@ describe('fix list', () => {
   });
 
   test('train --exclude leaves out removed images and trains relabelled ones as the suggested class', async () => {
-    // The planted images are stripes, and stripes of one phase are near-duplicates of each other:
-    // leave those pairs out so the planted images are relabelled, not removed (removal wins).
-    const duplicates = first.duplicates.filter((d) => !mislabelled.includes(d.a) && !mislabelled.includes(d.b));
-    const rows = fixRows({ ...first, duplicates });
-    assert.ok(duplicates.length > 0 && rows.some((r) => r.action === 'remove' && r.path === duplicates[0].b));
-    assert.ok(mislabelled.every((p) => rows.some((r) => r.path === p && r.action === 'relabel' && r.suggested === 'stripes')));
+    const proposed = fixRows(first);
+    assert.ok(mislabelled.every((p) => proposed.some((r) => r.path === p && r.suggested === 'stripes')), 'each planted image listed with its class');
+    assert.ok(proposed.every((r) => r.action === 'keep'), 'nothing removed or relabelled before a person says so');
+    // The person's edits: relabel the planted images, remove the second image of the top pair.
+    const pair = first.duplicates.find((d) => !mislabelled.includes(d.a) && !mislabelled.includes(d.b))!;
+    const rows = proposed.map((r) => (mislabelled.includes(r.path) ? { ...r, action: 'relabel' as const } : r.path === pair.b ? { ...r, action: 'remove' as const } : r));
     const file = path.join(tmp, 'fixes.csv');
     await writeFile(file, formatFixList(rows));
 
@@ -240,7 +240,7 @@ test('finetune audit: text summary, --json with every list, --fix-list and --rep
   assert.equal(parsed.outliers[0].path, oddOne);
   const csv = await readFile(path.join(tmp, 'fixes.csv'), 'utf8');
   assert.match(csv, /^path,action,suggested,reason\n/);
-  assert.ok(csv.includes(`${mislabelled[0]},relabel,stripes`));
+  assert.ok(csv.includes(`${mislabelled[0]},keep,stripes,"label issue: given`), csv);
   assert.match(await readFile(path.join(tmp, 'audit.html'), 'utf8'), /id="label-issues"/);
 
   const text = await run(['audit', root, ...flags, '--top', '3']);

@@ -129,13 +129,23 @@ export async function applyFixFile(dataset: Dataset, file: string): Promise<stri
 }
 
 /**
- * The audit's candidates as a fix list, one row per image: the second image of each
- * near-duplicate pair removed, label issues relabelled, outliers kept for a person to look at.
+ * The audit's candidates as a fix list, one row per image, for a person to decide: only a
+ * byte-identical copy is removed by default; every other row says `keep` with the suggestion
+ * and the reason beside it. On the untouched dogscats most flagged images are hard but rightly
+ * labelled photos (README, Audit), so applying the suggestions unseen would do harm.
  */
-export function fixRows(result: { labelIssues: { path: string; suggested: string; score: number; given: string }[]; duplicates: { a: string; b: string; similarity: number }[]; outliers: { path: string; score: number }[] }): FixRow[] {
+export function fixRows(result: {
+  labelIssues: { path: string; suggested: string; score: number; given: string }[];
+  duplicates: { a: string; b: string; similarity: number; score: number; exact: boolean; leakage: boolean }[];
+  outliers: { path: string; score: number }[];
+}): FixRow[] {
   const rows = new Map<string, FixRow>();
-  for (const d of result.duplicates) if (!rows.has(d.b) && !rows.has(d.a)) rows.set(d.b, { path: d.b, action: 'remove', reason: `near-duplicate of ${d.a} (cosine ${d.similarity.toFixed(3)})` });
-  for (const l of result.labelIssues) if (!rows.has(l.path)) rows.set(l.path, { path: l.path, action: 'relabel', suggested: l.suggested, reason: `label issue: given ${l.given}, score ${l.score.toFixed(3)}` });
-  for (const o of result.outliers) if (!rows.has(o.path)) rows.set(o.path, { path: o.path, action: 'keep', reason: `outlier (distance ${o.score.toFixed(3)}): look at it` });
+  for (const d of result.duplicates) {
+    if (rows.has(d.b) || rows.has(d.a)) continue;
+    const what = d.exact ? 'same bytes as' : `near-duplicate (score ${d.score.toFixed(3)}, cosine ${d.similarity.toFixed(3)}) of`;
+    rows.set(d.b, { path: d.b, action: d.exact ? 'remove' : 'keep', reason: `${what} ${d.a}${d.leakage ? ' (train/valid leakage)' : ''}` });
+  }
+  for (const l of result.labelIssues) if (!rows.has(l.path)) rows.set(l.path, { path: l.path, action: 'keep', suggested: l.suggested, reason: `label issue: given ${l.given}, score ${l.score.toFixed(3)}; relabel to ${l.suggested}?` });
+  for (const o of result.outliers) if (!rows.has(o.path)) rows.set(o.path, { path: o.path, action: 'keep', reason: `outlier (distance ${o.score.toFixed(3)}): remove?` });
   return [...rows.values()];
 }
