@@ -12,3 +12,6 @@ export { ENGINES, type EngineChoice } from './engines/index.ts';
 export { BACKENDS, type BackendChoice } from './engines/backend.ts';
 export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
+export { audit, AUDIT_DEFAULTS, type AuditOptions, type AuditResult, type LabelIssue, type DuplicatePair, type Outlier } from './audit/audit.ts';
+export { writeAuditReport } from './audit/report-file.ts';
+export { fixRows, formatFixList, readFixList, applyFixList, type FixRow, type FixAction } from './audit/fix-list.ts';
