@@ -3,7 +3,7 @@
  * links in a temporary folder) of ../shared/data/dogscats and eurosat, audited with darknet-tiny
  * and mobilenet_v2 features. The copies link the same bytes, so a warm feature cache serves them.
  *
- *   node --import tsx bench/audit.ts [--only dogscats-darknet,eurosat-mobilenet,…]
+ *   node --import tsx bench/audit.ts [--only dogscats-darknet,eurosat-mobilenet,…] [--epochs N]
  */
 import { mkdir, readdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -119,7 +119,7 @@ function duplicateFigures(result: AuditResult, planted: Planted, thresholds: num
   return { planted: planted.duplicates.length, plantedScore: { min: plantedSims[0], p5: plantedSims[Math.floor(plantedSims.length * 0.05)], median: plantedSims[Math.floor(plantedSims.length / 2)] }, at };
 }
 
-async function run(name: string, data: 'dogscats' | 'eurosat', net: keyof typeof BACKBONES, scratch: string) {
+async function run(name: string, data: 'dogscats' | 'eurosat', net: keyof typeof BACKBONES, scratch: string, epochs?: number) {
   const b = BACKBONES[net];
   const source = data === 'dogscats' ? DOGSCATS_DIR : EUROSAT_DIR;
   const root = path.join(scratch, name);
@@ -127,7 +127,7 @@ async function run(name: string, data: 'dogscats' | 'eurosat', net: keyof typeof
   const dataDir = data === 'dogscats' ? root : path.join(root, 'eurosat');
   const cpu = process.cpuUsage();
   const started = performance.now();
-  const result = await audit(dataDir, { backbone: b.backbone, weights: 'weights' in b ? b.weights : undefined, download: false, duplicateThreshold: 0.15, seed: 42 });
+  const result = await audit(dataDir, { backbone: b.backbone, weights: 'weights' in b ? b.weights : undefined, download: false, duplicateThreshold: 0.15, seed: 42, epochs });
   const wall = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
   const labels = labelFigures(result, planted);
@@ -145,24 +145,24 @@ async function run(name: string, data: 'dogscats' | 'eurosat', net: keyof typeof
 
 export const AUDIT_RUNS = ['dogscats-darknet', 'dogscats-mobilenet', 'eurosat-darknet', 'eurosat-mobilenet'] as const;
 
-export async function benchAudit(scratch: string, only: readonly string[] = AUDIT_RUNS) {
+export async function benchAudit(scratch: string, only: readonly string[] = AUDIT_RUNS, epochs?: number) {
   if (!sharedHas(DOGSCATS_DIR) || !sharedHas(EUROSAT_DIR) || !sharedHas(DARKNET_DIR)) return `skipped: ${SHARED} lacks data/dogscats, data/eurosat or backbones/darknet-tiny`;
   const out = [];
   for (const name of only) {
     const [data, net] = name.split('-') as ['dogscats' | 'eurosat', keyof typeof BACKBONES];
     if (net === 'mobilenet' && !sharedHas(MOBILENET_V2_WEIGHTS)) continue;
-    out.push(await run(name, data, net, scratch));
+    out.push(await run(name, data, net, scratch, epochs));
   }
   return out;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.dirname, 'audit.ts')) {
-  const { values } = parseArgs({ options: { only: { type: 'string' } } });
+  const { values } = parseArgs({ options: { only: { type: 'string' }, epochs: { type: 'string' } } });
   const { mkdtemp, rm } = await import('node:fs/promises');
   const os = await import('node:os');
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'finetune-bench-audit-'));
   try {
-    const figures = await benchAudit(scratch, values.only ? values.only.split(',') : AUDIT_RUNS);
+    const figures = await benchAudit(scratch, values.only ? values.only.split(',') : AUDIT_RUNS, values.epochs ? Number(values.epochs) : undefined);
     process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
   } finally {
     await rm(scratch, { recursive: true, force: true });

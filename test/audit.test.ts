@@ -17,6 +17,8 @@ import { applyFixList, fixRows, formatFixList, parseCsv, readFixList } from '../
 import { writeAuditReport } from '../src/audit/report-file.ts';
 import { loadDataset } from '../src/data/layout.ts';
 import { train } from '../src/train.ts';
+import { loadModel } from '../src/predict.ts';
+import { saveModel } from '../src/model-io.ts';
 import { browserSkipReason, launchBrowser } from './fixtures/browser.ts';
 import { makeImageDataset, seededRandom, writeClassImage } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';
@@ -255,6 +257,23 @@ test('finetune audit: text summary, --json with every list, --fix-list and --rep
   const unwritable = await run(['audit', root, ...flags, '--report', path.join(tmp, 'no-such-folder', 'a.html')]);
   assert.equal(unwritable.code, 2);
   assert.match(unwritable.stderr, /cannot write .*a\.html: folder .*no-such-folder does not exist/);
+});
+
+test('audit --model uses the backbone and classes of the trained model', async () => {
+  const trained = await train(root, { ...options, epochs: 2, ensemble: 1 });
+  const dir = path.join(tmp, 'model');
+  await saveModel(dir, trained);
+  trained.head.dispose();
+  const model = await loadModel(dir);
+  try {
+    const { backbone: _, layer: __, pooling: ___, ...rest } = options;
+    const result = await audit(root, { ...rest, model });
+    assert.deepEqual(result.classes, model.classes);
+    assert.equal(result.settings.featureSize, first.settings.featureSize);
+    assert.deepEqual(result.labelIssues.slice(0, mislabelled.length).map((l) => l.path).sort(), [...mislabelled].sort());
+  } finally {
+    model.head.dispose();
+  }
 });
 
 test('exclude rows naming no image are a warning, not an error', async () => {
