@@ -19,7 +19,7 @@ interface AuditFlags extends TrainFlags {
 }
 
 /** Train's flags that shape a trained model, not the audit's one head per fold: hidden from help and refused. */
-const TRAIN_ONLY = ['--ensemble', '--fine-tune', '--fine-tune-blocks', '--fine-tune-lr', '--augment', '--augment-copies', '--no-calibrate', '--out'];
+const TRAIN_ONLY = ['--patience', '--ensemble', '--fine-tune', '--fine-tune-blocks', '--fine-tune-lr', '--augment', '--augment-copies', '--no-calibrate', '--out'];
 
 export function registerAudit(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
   const cmd = program
@@ -29,7 +29,7 @@ export function registerAudit(program: Command, defaults: typeof import('../defa
     .option('--model <dir>', "audit with a trained model's backbone and head recipe (its features are cached)")
     .option('--folds <k>', 'out-of-fold heads: each image is scored by a head trained on the other folds', int('--folds'), AUDIT_DEFAULTS.folds)
     .option('--label-score <method>', `rank label issues by ${LABEL_SCORES.join(' or ')}`, AUDIT_DEFAULTS.labelScore)
-    .option('--duplicate-threshold <cos>', 'near-duplicate pairs from this CSLS score: 2·cos − r_a − r_b, r = mean cosine of an image to its 10 nearest', float('--duplicate-threshold'), AUDIT_DEFAULTS.duplicateThreshold)
+    .option('--duplicate-threshold <score>', 'near-duplicate pairs from this CSLS score: 2·cos − r_a − r_b, r = mean cosine of an image to its 10 nearest', float('--duplicate-threshold'), AUDIT_DEFAULTS.duplicateThreshold)
     .option('--outlier-k <k>', 'outlier score: distance to the k-th nearest image of the nearest class', int('--outlier-k'), AUDIT_DEFAULTS.outlierK)
     .option('--top <n>', 'candidates of each kind printed', int('--top'), 10)
     .option('--report <file.html>', 'write a self-contained HTML report: each candidate beside its nearest images, duplicate pairs side by side')
