@@ -3,8 +3,11 @@ import type { LabelScore } from './label-issues.ts';
 /** The audit's own defaults; everything else (backbone, head, engine) is train's. */
 export const AUDIT_DEFAULTS = Object.freeze({
   folds: 5,
-  /** Epochs of each fold's head: measured in the README (Audit) against train's 10. */
-  epochs: 5,
+  /**
+   * Epochs of each fold's head (no validation set to stop on): 2 found as many planted label flips
+   * as 5 (within a point, README, Audit) in half the time.
+   */
+  epochs: 2,
   labelScore: 'self-confidence' as LabelScore,
   /**
    * CSLS score (2·cos − r_a − r_b on centred average-pooled features) at or above which two images
