@@ -91,7 +91,7 @@ export async function searchNeighbours(unit: Float32Array, n: number, dim: numbe
     for (let start = 0; start < n; start += blockRows) {
       if (opts.signal?.aborted) throw new InterruptedError();
       const rows = Math.min(blockRows, n - start);
-      const block = tf.tidy(() => tf.matMul(all.slice([start, 0], [rows, dim]), all, false, true));
+      const block = tf.tidy(() => tf.matMul(tf.slice(all, [start, 0], [rows, dim]), all, false, true));
       const sims = (await block.data()) as Float32Array;
       block.dispose();
       for (let r = 0; r < rows; r++) {
