@@ -5,12 +5,13 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head · 9 serve · 10 finetune
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head · 9 serve · 10 finetune · 11 audit
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { auditNotes, benchAudit } from './audit.ts';
 import type { CacheResult } from './cache.ts';
 import type { FineTuneBenchRow } from './finetune.ts';
 import { runPart } from './child.ts';
@@ -51,8 +52,10 @@ const PART_NAMES: Record<string, string[]> = {
   serve: ['serve'],
   '10': ['finetune'],
   finetune: ['finetune'],
+  '11': ['audit'],
+  audit: ['audit'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head', 'serve', 'finetune'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head', 'serve', 'finetune', 'audit'];
 
 export interface BenchResults {
   startedAt: string;
@@ -76,6 +79,7 @@ export interface BenchResults {
     mobilenet_v2?: FineTuneBenchRow;
     torch: { vgg16?: TorchFineTuneResult | string; mobilenet_v2?: TorchFineTuneResult | string };
   };
+  audit?: Awaited<ReturnType<typeof benchAudit>>;
   errors: Record<string, string>;
 }
 
@@ -84,7 +88,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head, 9 serve, 10 finetune\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head, 9 serve, 10 finetune, 11 audit\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -189,6 +193,7 @@ async function main(): Promise<void> {
         await attempt(`finetune torch ${model}`, async () => void (ft.torch[model] = await benchTorchFineTune({ model, batch: 16, steps: runs })));
       }
     }
+    if (has('audit')) await attempt('audit', async () => void (results.audit = await benchAudit(path.join(scratch, 'audit'))));
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
@@ -196,6 +201,7 @@ async function main(): Promise<void> {
   results.machine.loadavgEnd = os.loadavg().map((l) => round(l, 2));
   results.seconds = round((performance.now() - started) / 1000, 1);
   const { rows, notes } = buildRows(results);
+  notes.push(...auditNotes(results.audit));
   const file = path.join(ROOT, 'bench', 'results.json');
   await writeFile(file, `${JSON.stringify({ ...results, table: rows, notes }, null, 2)}\n`);
   const m = results.machine;

@@ -20,3 +20,6 @@ export { doctor, type DoctorReport, type DoctorProbes } from './doctor.ts';
 export { fineTuneWholeNetwork, type WholeNetworkOptions, type WholeNetworkResult } from './fine-tune/whole-network.ts';
 export { fileImages, type FileImagesOptions } from './fine-tune/file-images.ts';
 export type { ImageSource, FineTuneResult } from './fine-tune/loop.ts';
+export { audit, AUDIT_DEFAULTS, type AuditOptions, type AuditResult, type LabelIssue, type DuplicatePair, type Outlier } from './audit/audit.ts';
+export { writeAuditReport } from './audit/report-file.ts';
+export { fixRows, formatFixList, readFixList, applyFixList, type FixRow, type FixAction } from './audit/fix-list.ts';

@@ -19,6 +19,7 @@ import type { Variant } from './data/augment.ts';
 import type { OnProgress } from './progress.ts';
 import { packageVersions } from './versions.ts';
 import { MIN_CALIBRATION_IMAGES, validationWarnings } from './validation-warnings.ts';
+import { applyFixFile } from './audit/fix-list.ts';
 import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
 import { FINE_TUNE_DEFAULTS, TRAIN_DEFAULTS, type Augment, type ClassWeightMode } from './defaults.ts';
 
@@ -61,6 +62,8 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' 
   fineTuneBlocks?: number;
   /** Learning rate while fine-tuning (default lr/10). */
   fineTuneLr?: number;
+  /** A fix list (`finetune audit --fix-list`): remove → left out, relabel → the suggested class, keep → as is. */
+  exclude?: string;
   onProgress?: OnProgress;
   signal?: AbortSignal;
 }
@@ -227,6 +230,7 @@ function leakageWarnings(dataset: Dataset, result: ExtractResult): string[] {
 async function readDataset(dataDir: string, o: TrainOptions & typeof TRAIN_DEFAULTS): Promise<Dataset> {
   o.onProgress?.({ status: 'initiate', task: 'dataset', message: `reading ${dataDir}` });
   const dataset = await loadDataset(dataDir, { layout: o.layout, labels: o.labels, valSplit: o.valSplit, seed: o.seed });
+  if (o.exclude) dataset.warnings.push(...(await applyFixFile(dataset, o.exclude)));
   const ignored = dataset.ignored?.length ? `; ignored: ${dataset.ignored.map((f) => `${f}/`).join(', ')}` : '';
   o.onProgress?.({ status: 'done', task: 'dataset', message: `${dataset.layout} layout: ${dataset.classes.length} classes (${dataset.classes.join(', ')}), ${dataset.train.length} train, ${dataset.valid.length} valid${ignored}` });
   for (const message of dataset.warnings) o.onProgress?.({ status: 'warn', task: 'dataset', message });

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { TRAIN_DEFAULTS } from '../defaults.ts';
 import { EXIT } from '../errors.ts';
 import { packageVersion } from '../package-root.ts';
+import { registerAudit } from './audit.ts';
 import { registerCache } from './cache.ts';
 import { registerData } from './data.ts';
 import { registerDoctor } from './doctor.ts';
@@ -35,6 +36,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 finished but some inputs w
   registerPredict(program, TRAIN_DEFAULTS);
   registerEvaluate(program, TRAIN_DEFAULTS);
   registerLrFind(program, TRAIN_DEFAULTS);
+  registerAudit(program, TRAIN_DEFAULTS);
   registerCache(program);
   registerModels(program);
   registerData(program);

@@ -36,6 +36,7 @@ export interface TrainFlags extends EngineFlags {
   classWeight: 'auto' | 'balanced' | 'none';
   out?: string;
   report?: string;
+  exclude?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -114,7 +115,8 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .addOption(
       new Option('--ensemble <k>', `train k heads (seeds seed … seed+k−1) and merge them into one that averages their logits (default: ${defaults.ensemble}, ${FINE_TUNE_DEFAULTS.ensemble} with --fine-tune)`).argParser(count('--ensemble', 20)),
     )
-    .option('--no-calibrate', 'do not fit a softmax temperature on the validation split');
+    .option('--no-calibrate', 'do not fit a softmax temperature on the validation split')
+    .option('--exclude <fixes.csv>', 'apply a fix list from `finetune audit --fix-list`: remove → left out, relabel → the suggested class (files are never touched)');
   addEngineOptions(cmd, defaults);
   return addCacheOptions(cmd);
 }
@@ -147,6 +149,7 @@ export function trainOptions(flags: TrainFlags, defaults: Defaults) {
     batchSize: flags.batchSize,
     patience: flags.patience,
     classWeight: flags.classWeight,
+    exclude: flags.exclude,
   };
 }
 
