@@ -126,7 +126,8 @@ function requireReadable(results: ({ path: string; error: string } | { path: str
 /** predict answers for every input itself (a line or record each): no second warning per file. */
 function withoutFileSkips(progress: OnProgress): OnProgress {
   return (event) => {
-    if (event.status === 'warn' && event.path !== undefined) return;
+    // Skipped files are listed once, after the run; other warnings (the cache's) pass through.
+    if (event.status === 'warn' && event.path !== undefined && event.task !== 'cache') return;
     progress(event);
   };
 }
