@@ -1,7 +1,7 @@
-import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { FinetuneError } from '../errors.ts';
 import { ADAM, headEvalGraph, headGradientGraph, paramShapes, type HeadGraphShape } from './onnx-head-graph.ts';
+import { cpuSessionOptions } from './onnx-session-options.ts';
 
 export { ADAM, type HeadGraphShape } from './onnx-head-graph.ts';
 
@@ -45,15 +45,7 @@ export async function createOnnxHeadTrainer(shape: HeadGraphShape, initial: Floa
   shapes.forEach((p, i) => {
     if (initial[i]?.length !== product(p.dims)) throw new FinetuneError(`onnx head: ${p.name} needs ${product(p.dims)} values, got ${initial[i]?.length}`);
   });
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    intraOpNumThreads: opts.threads ?? os.availableParallelism(),
-    interOpNumThreads: 1,
-    // Errors only: the library never prints (onnxruntime warns on stderr otherwise).
-    logSeverityLevel: 3,
-  };
+  const options = cpuSessionOptions(opts.threads);
   const evalSession = await ort.InferenceSession.create(headEvalGraph(shape), options);
   openSessions++;
   let gradSession: ort.InferenceSession;

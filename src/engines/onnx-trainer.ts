@@ -1,9 +1,9 @@
-import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { FinetuneError } from '../errors.ts';
 import { AdamW } from '../fine-tune/adamw.ts';
 import { INPUT_NAME, OUTPUT_NAME, type OnnxGraph } from './onnx-export.ts';
 import { LABELS_NAME, LOGITS_NAME, LOSS_NAME, buildTrainingModel, gradName, type HeadLayer, type Param, type TrainingModel } from './onnx-train-graph.ts';
+import { cpuSessionOptions } from './onnx-session-options.ts';
 
 export interface OnnxTrainerOptions {
   /** Graph constants to train, grouped by layer, earliest layer first. */
@@ -49,13 +49,7 @@ export class OnnxTrainer {
     const groupOf: number[] = [];
     opts.layers.forEach((names, i) => names.forEach(() => groupOf.push(i)));
     for (let i = 0; i < head.length * 2; i++) groupOf.push(opts.layers.length);
-    const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: ['cpu'],
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-      intraOpNumThreads: opts.threads ?? os.availableParallelism(),
-      interOpNumThreads: 1,
-    };
+    const options = cpuSessionOptions(opts.threads);
     const train = await ort.InferenceSession.create(model.trainBytes, options);
     const evaluate = await ort.InferenceSession.create(model.evalBytes, options).catch(async (err: unknown) => {
       await train.release();
