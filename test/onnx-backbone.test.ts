@@ -174,3 +174,38 @@ describe('ONNX backbone errors name the file and what is wrong', () => {
   });
 });
 
+
+describe('finetune train / predict / evaluate / models layers with --backbone model.onnx (CLI)', () => {
+  test('the bundle records the file and its sha256; predict and evaluate run it; models layers lists its values', async () => {
+    const { makeImageDataset } = await import('./fixtures/images.ts');
+    const { runFinetune, show } = await import('./fixtures/models-cli.ts');
+    const file = await convnet();
+    const data = await makeImageDataset(path.join(dir, 'data'), { layout: 'fastai', classes: 2, perClass: 6, validPerClass: 3, size: 16, seed: 3 });
+    const home = path.join(dir, 'home');
+    const out = path.join(dir, 'model');
+    const run = (args: string[]) => runFinetune(args, { home, cwd: dir, env: { FINETUNE_CACHE: path.join(dir, 'cache') } });
+    const trained = await run(['train', data.root, '--backbone', file, '--preprocess', 'imagenet', '--epochs', '3', '--ensemble', '1', '--out', out]);
+    assert.equal(trained.code, 0, show(trained));
+    const manifest = JSON.parse(await readFile(path.join(out, 'finetune.json'), 'utf8'));
+    assert.equal(manifest.backbones[0].id, file);
+    assert.equal(manifest.backbones[0].checksum, createHash('sha256').update(await readFile(file)).digest('hex'));
+    assert.equal(manifest.backbones[0].layer, 'pool');
+    assert.equal(manifest.backbones[0].preprocess, 'torch');
+    const image = data.valid[data.classes[0]][0];
+    const predicted = await run(['predict', '--model', out, '--json', image]);
+    assert.equal(predicted.code, 0, show(predicted));
+    assert.ok(data.classes.includes(JSON.parse(predicted.stdout.trim().split('\n')[0]).label ?? JSON.parse(predicted.stdout.trim().split('\n')[0]).class), predicted.stdout);
+    const evaluated = await run(['evaluate', '--model', out, data.root, '--json']);
+    assert.equal(evaluated.code, 0, show(evaluated));
+    const imagenet = await run(['predict', '--imagenet', '--backbone', file, '--top', '2', '--json', image]);
+    assert.equal(imagenet.code, 0, show(imagenet));
+    assert.equal(JSON.parse(imagenet.stdout.trim().split('\n')[0]).top.length, 2);
+    const layers = await run(['models', 'layers', file]);
+    assert.equal(layers.code, 0, show(layers));
+    assert.match(layers.stdout, /^pool\s+MaxPool\s+\[null, 6, 4, 4\]\s+← default$/m);
+    assert.match(layers.stdout, /^flat\s+Flatten\s+\[null, 6\]$/m);
+    const wrong = await run(['train', data.root, '--backbone', file, '--layer', 'conv1', '--epochs', '1']);
+    assert.equal(wrong.code, 2, show(wrong));
+    assert.match(wrong.stderr, /--layer conv1: .*model\.onnx has no value of that name \(nearest: conv/);
+  });
+});
