@@ -139,8 +139,14 @@ export async function importModel(source: string, opts: { name?: string } = {}):
 }
 
 /** Writes a loaded backbone as a tfjs layers model folder (model.json + weights.bin). */
-export async function exportBackbone(spec: string, dir: string, opts: { format?: string; weights?: string } = {}): Promise<string> {
-  if ((opts.format ?? 'tfjs') !== 'tfjs') throw new UsageError(`--format ${opts.format}: only tfjs is supported`);
+export async function exportBackbone(spec: string, dir: string, opts: { format?: string; weights?: string; layer?: string } = {}): Promise<string> {
+  if (opts.format === 'onnx') {
+    const { exportBackboneOnnx } = await import('./backbones/export-onnx.ts');
+    await initBackend();
+    return (await exportBackboneOnnx(spec, dir, { weights: opts.weights, layer: opts.layer })).file;
+  }
+  if ((opts.format ?? 'tfjs') !== 'tfjs') throw new UsageError(`--format ${opts.format}: use tfjs or onnx`);
+  if (opts.layer) throw new UsageError('--layer applies to --format onnx; a tfjs export keeps the whole network');
   await initBackend();
   const backbone = await loadBackbone(spec, { weights: opts.weights, download: false });
   try {

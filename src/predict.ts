@@ -21,7 +21,7 @@ export type Prediction =
 export interface PredictOptions extends EngineSettings, CacheOptions {
   /** Average over the image and its mirror image. */
   tta?: boolean;
-  /** Backbone weights to use instead of the registry lookup (checked against the bundle's checksum). */
+  /** Backbone weights to use instead of the registry lookup (checked against the bundle's checksum); comma-separated when fused, one per backbone. */
   weights?: string;
   /** Where the backbone is (comma-separated when fused), when it was given by a path that has moved since training. */
   backbone?: string;
@@ -47,7 +47,7 @@ export async function openModelFeatures(model: FinetuneModel, opts: PredictOptio
   const moved = opts.backbone?.split(',');
   const choices = records.map((b, i) => ({
     backbone: moved?.[i] || b.id,
-    weights: opts.weights,
+    weights: opts.weights?.split(',')[i] || undefined,
     layer: b.layer,
     preprocess: b.preprocess,
     pooling: b.pooling,

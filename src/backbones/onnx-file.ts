@@ -54,8 +54,9 @@ export async function loadOnnxBackbone(file: string, opts: OnnxBackboneOptions =
   const inputSize = opts.inputSize ? ([opts.inputSize[0], opts.inputSize[1]] as [number, number]) : declared;
   if (!inputSize) throw new UsageError(`--backbone ${file}: its input ${input.name} leaves the image size open; give --input-size (e.g. 224)`);
   const outputs = (network.model.graph!.output ?? []).map((o) => o.name!);
-  const layer = opts.output ? outputs[0] : (opts.layer ?? defaultFeatureValue(network.model));
   const values = nodeValues(network.model).map((v) => v.name);
+  const exported = network.metadata[METADATA.layer];
+  const layer = opts.output ? outputs[0] : (opts.layer ?? (exported && values.includes(exported) ? exported : defaultFeatureValue(network.model)));
   if (!values.includes(layer)) {
     throw new UsageError(`--layer ${layer}: ${file} has no value of that name (nearest: ${nearestNames(values, layer).join(', ')}; \`finetune models layers ${file}\` lists all)`);
   }

@@ -86,7 +86,7 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
         .argParser(collect)
         .default(DEFAULT_BACKBONES, JSON.stringify(defaults.backbone)),
     )
-    .option('--weights <file>', 'backbone weights file (.h5) instead of looking in the caches')
+    .option('--weights <file>', 'backbone weights file (.h5) instead of looking in the caches; A.h5,B.h5 with fused backbones (one per backbone, empty = look up)')
     .option('--layer <name>', 'layer whose output are the features (vgg16: block5_pool; a path: input of its first Flatten/pooling/Dense; .onnx: any node output, default the map its last pooling/Flatten/Gemm reads); A,B with fused backbones')
     .option('--preprocess <mode>', "pixel preprocessing: caffe, tf, torch = imagenet (ImageNet mean/std, as torchvision and timm) or unit (default: the backbone's; tfjs folders: unit; .onnx NCHW: imagenet); A,B with fused backbones")
     .option('--input-size <n|HxW>', 'run the convolutional part of the backbone at this size (e.g. 320; a Flatten top is left out); A,B with fused backbones')
@@ -121,7 +121,7 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
 export function trainOptions(flags: TrainFlags, defaults: Defaults) {
   return {
     backbone: flags.backbone.length > 0 ? flags.backbone : defaults.backbone,
-    weights: flags.weights,
+    weights: perBackbone(flags.weights),
     layer: perBackbone(flags.layer),
     preprocess: perBackbone(flags.preprocess, checkPreprocess),
     inputSize: perBackbone(flags.inputSize, parseSize),

@@ -32,7 +32,7 @@ export const OUTPUT_NAME = 'features';
  * model's own topology and weights. Input "images": float32 NHWC [N, H, W, C]; output
  * "features": [N, featureSize]. Layers after the feature layer are never looked at.
  */
-export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooling: Pooling }): OnnxExport {
+export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooling: Pooling; unpooled?: boolean }): OnnxExport {
   const featureLayer = findLayer(model, opts.layer);
   const featureTensor = singleOutput(featureLayer);
   const nodes = nodesUpTo(featureTensor);
@@ -97,6 +97,14 @@ export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooli
   if (!input) return unsupported(featureLayer, 'does not depend on the model input');
 
   const features = values.get(featureTensor.id)!;
+  if (opts.unpooled) {
+    // The layer's own output in Keras order (NHWC maps), for `finetune models export --format onnx`.
+    const dims = features.shape.slice(1);
+    if (dims.some((d) => d == null)) unsupported(featureLayer, `output shape ${JSON.stringify(features.shape)} is not fully known`);
+    g.opInto(outputName, 'Identity', [kerasOrder(features)]);
+    const bytes = g.encode({ name: INPUT_NAME, dims: input.shape }, { name: OUTPUT_NAME, dims: [0, ...(dims as number[])] });
+    return { bytes, featureSize: (dims as number[]).reduce((a, b) => a * b, 1), inputSize: [input.shape[1], input.shape[2]] };
+  }
   const { name: pooled, size } = pool(g, features, opts.pooling, kerasOrder, featureLayer);
   g.opInto(outputName, 'Identity', [pooled]);
   const bytes = g.encode({ name: INPUT_NAME, dims: input.shape }, { name: OUTPUT_NAME, dims: [0, size] });
