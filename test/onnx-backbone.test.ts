@@ -209,3 +209,38 @@ describe('finetune train / predict / evaluate / models layers with --backbone mo
     assert.match(wrong.stderr, /--layer conv1: .*model\.onnx has no value of that name \(nearest: conv/);
   });
 });
+
+describe('fusing backbones of every kind, --weights lining up with --backbone (CLI)', () => {
+  test('registry (own weights file) + tfjs folder + ONNX file train together; predict takes the weights list the same way', async () => {
+    const tf = await import('@tensorflow/tfjs');
+    const { REGISTRY } = await import('../src/backbones/registry.ts');
+    const { writeKerasH5 } = await import('./fixtures/keras-h5-writer.ts');
+    const { writeTinyBackbone } = await import('./fixtures/tiny-backbone.ts');
+    const { makeImageDataset } = await import('./fixtures/images.ts');
+    const { runFinetune, show } = await import('./fixtures/models-cli.ts');
+    const registryNet = REGISTRY['mobilenet_0.25'].build({ includeTop: false, inputSize: [64, 64] });
+    const weights = path.join(dir, 'my-mobilenet.h5');
+    await writeKerasH5(registryNet, weights, { style: 'slash' });
+    registryNet.dispose();
+    tf.disposeVariables();
+    const tiny = await writeTinyBackbone(path.join(dir, 'fuse-tiny'), { seed: 3 });
+    const onnxFile = await convnet();
+    const data = await makeImageDataset(path.join(dir, 'fuse-data'), { layout: 'fastai', classes: 2, perClass: 5, validPerClass: 2, size: 16, seed: 8 });
+    const home = path.join(dir, 'fuse-home');
+    const out = path.join(dir, 'fused-model');
+    const run = (args: string[]) => runFinetune(args, { home, cwd: dir, env: { FINETUNE_CACHE: path.join(dir, 'fuse-cache'), FINETUNE_OFFLINE: '1' } });
+    const backbones = `mobilenet_0.25,${tiny.folder},${onnxFile}`;
+    const trained = await run(['train', data.root, '--backbone', backbones, '--weights', `${weights},,`, '--input-size', '64,,', '--epochs', '2', '--ensemble', '1', '--out', out]);
+    assert.equal(trained.code, 0, show(trained));
+    const manifest = JSON.parse(await readFile(path.join(out, 'finetune.json'), 'utf8'));
+    assert.deepEqual(manifest.backbones.map((b: { id: string }) => b.id), ['mobilenet_0.25', tiny.folder, onnxFile]);
+    assert.equal(manifest.backbones[0].checksum, createHash('sha256').update(await readFile(weights)).digest('hex'));
+    const image = data.valid[data.classes[0]][0];
+    const predicted = await run(['predict', '--model', out, '--weights', weights, image]);
+    assert.equal(predicted.code, 0, show(predicted));
+    // Without the list, the registry part looks in the caches (empty here, offline): one clear line.
+    const missing = await run(['predict', '--model', out, image]);
+    assert.equal(missing.code, 1, show(missing));
+    assert.match(missing.stderr, /mobilenet/);
+  });
+});
