@@ -5,7 +5,7 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 onnx-file
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import type { CacheResult } from './cache.ts';
 import { runPart } from './child.ts';
 import type { GemmResult } from './gemm.ts';
+import type { OnnxFileResult } from './onnx-file.ts';
 import { benchJpegs, type BenchImages } from './images.ts';
 import { DARKNET_DIR, ROOT, sharedHas } from './paths.ts';
 import { benchTorch, type TorchResult } from './peer.ts';
@@ -42,8 +43,10 @@ const PART_NAMES: Record<string, string[]> = {
   rss: ['rss'],
   '7': ['cache'],
   cache: ['cache'],
+  '8': ['onnx-file'],
+  'onnx-file': ['onnx-file'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'onnx-file'];
 
 export interface BenchResults {
   startedAt: string;
@@ -60,6 +63,7 @@ export interface BenchResults {
   startup?: StartupResult;
   rss?: { small: RssResult; large: RssResult };
   cache?: CacheResult;
+  onnxFile?: OnnxFileResult;
   errors: Record<string, string>;
 }
 
@@ -68,7 +72,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 onnx-file\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -153,6 +157,9 @@ async function main(): Promise<void> {
     }
     if (has('cache')) {
       await attempt('cache', async () => void (results.cache = await runPart<CacheResult>('cache', { dir: path.join(scratch, 'cache'), entries: o.cacheEntries, dim: 512, runs: o.runs }, { timeoutS: 600 })));
+    }
+    if (has('onnx-file')) {
+      await attempt('onnx-file', async () => void (results.onnxFile = await runPart<OnnxFileResult>('onnx-file', { batch: 8, rounds: o.runs, runs: o.quick ? 1 : 3 }, { timeoutS: 600 })));
     }
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -13,6 +13,7 @@ const PARTS: Record<string, () => Promise<{ run(options: never): Promise<unknown
   'vgg-flops': () => import('./flops.ts'),
   'rss-extract': () => import('./rss-extract.ts'),
   cache: () => import('./cache.ts'),
+  'onnx-file': () => import('./onnx-file.ts'),
   'predict-setup': () => import('./predict-setup.ts'),
   'predict-profile': () => import('./predict-profile.ts'),
 };

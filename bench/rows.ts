@@ -2,7 +2,7 @@ import type { BenchResults } from './bench.ts';
 import type { Row } from './table.ts';
 import { fmt } from './table.ts';
 
-const TARGETS = { pipelineRatio: 0.85, darknetPredictS: 1.0, rssGrowth: 1.1, cacheS: 2 };
+const TARGETS = { pipelineRatio: 0.85, darknetPredictS: 1.0, rssGrowth: 1.1, cacheS: 2, onnxFileRatio: 0.95 };
 
 /** The summary table and its footnotes, from whatever parts ran. */
 export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
@@ -80,6 +80,13 @@ export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
     const c = r.cache;
     rows.push({ part: 7, figure: `feature cache: getMany of ${c.entries.toLocaleString('en')} × ${c.dim} floats (s)`, value: fmt(c.getManySeconds), target: `< ${TARGETS.cacheS}`, pass: c.getManySeconds < TARGETS.cacheS });
     rows.push({ part: 7, figure: 'feature cache: open + read the index (s)', value: fmt(c.openSeconds) });
+  }
+  if (r.onnxFile) {
+    const f = r.onnxFile;
+    rows.push({ part: 8, figure: `${f.network} from .h5, batch ${f.batch} (images/s)`, value: fmt(f.h5ImagesPerSecond) });
+    rows.push({ part: 8, figure: 'the same as --backbone model.onnx (models export --format onnx) (images/s)', value: fmt(f.onnxImagesPerSecond) });
+    rows.push({ part: 8, figure: '.onnx / .h5', value: fmt(f.ratio), target: `≥ ${TARGETS.onnxFileRatio}`, pass: f.ratio >= TARGETS.onnxFileRatio });
+    notes.push(`onnx-file: best of ${f.runs} timed batches each, the two interleaved in one process.`);
   }
   for (const [part, message] of Object.entries(r.errors)) notes.push(`${part} FAILED: ${message}`);
   return { rows, notes };
