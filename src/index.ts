@@ -12,3 +12,5 @@ export { ENGINES, type EngineChoice } from './engines/index.ts';
 export { BACKENDS, type BackendChoice } from './engines/backend.ts';
 export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
+export { loadAnyBackbone, type AnyBackbone, type OnnxBackbone } from './backbones/resolve.ts';
+export { exportBackboneOnnx, type OnnxExportOptions, type OnnxExportResult } from './backbones/export-onnx.ts';

@@ -204,6 +204,12 @@ describe('finetune train / predict / evaluate / models layers with --backbone mo
     assert.equal(layers.code, 0, show(layers));
     assert.match(layers.stdout, /^pool\s+MaxPool\s+\[null, 6, 4, 4\]\s+← default$/m);
     assert.match(layers.stdout, /^flat\s+Flatten\s+\[null, 6\]$/m);
+    const lrFind = await run(['lr-find', data.root, '--backbone', file]);
+    assert.equal(lrFind.code, 0, show(lrFind));
+    assert.match(lrFind.stdout, /suggest/i);
+    const fineTune = await run(['train', data.root, '--backbone', file, '--fine-tune', '1', '--epochs', '1']);
+    assert.equal(fineTune.code, 2, show(fineTune));
+    assert.match(fineTune.stderr, /an ONNX backbone gives features only/);
     const wrong = await run(['train', data.root, '--backbone', file, '--layer', 'conv1', '--epochs', '1']);
     assert.equal(wrong.code, 2, show(wrong));
     assert.match(wrong.stderr, /--layer conv1: .*model\.onnx has no value of that name \(nearest: conv/);
