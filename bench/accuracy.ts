@@ -69,7 +69,9 @@ const resultsFile = path.join('bench', 'accuracy.json');
 // With --only, the other recipes keep their last measured rows.
 const previous: { recipe: string }[] = only ? await readFile(resultsFile, 'utf8').then((t) => JSON.parse(t).rows, () => []) : [];
 const rows: { recipe: string }[] = [];
-const work = await mkdtemp(path.join(os.tmpdir(), 'finetune-accuracy-'));
+// ACCURACY_WORK=DIR keeps models and feature caches there between runs (recipes of one cache group then reuse features).
+const keptWork = process.env.ACCURACY_WORK;
+const work = keptWork ? path.resolve(keptWork) : await mkdtemp(path.join(os.tmpdir(), 'finetune-accuracy-'));
 const independentView = await asClassFolders(independent, path.join(work, 'independent'));
 const eurosatView = RECIPES.some((r, i) => r.eurosat && (!only || only.includes(i + 1))) ? await seededSplit(eurosat, path.join(work, 'eurosat'), 0.2, 1) : '';
 
@@ -79,6 +81,7 @@ async function trainAndScore(dataDir: string, recipe: Recipe, i: number, extra: 
   const result = await train(dataDir, { ...recipe.options, ...extra, cacheDir });
   const weights = [recipe.options.weights ?? []].flat().join(',') || undefined;
   const out = path.join(work, `model-${i}`);
+  await rm(out, { recursive: true, force: true });
   await saveModel(out, result, { remember: false });
   result.head.dispose();
   const model = await loadModel(out);
@@ -114,7 +117,7 @@ try {
     );
   }
 } finally {
-  await rm(work, { recursive: true, force: true });
+  if (!keptWork) await rm(work, { recursive: true, force: true });
 }
 const merged = RECIPES.map((r) => rows.find((row) => row.recipe === r.name) ?? previous.find((row) => row.recipe === r.name)).filter((row) => row !== undefined);
 await writeFile(resultsFile, JSON.stringify({ date: new Date().toISOString(), data, selection: { splitOf: 'train/', heldOut: 0.2, seeds: SELECTION_SEEDS }, independent, rows: merged }, null, 2) + '\n');
@@ -124,7 +127,7 @@ async function asClassFolders(flat: string, dir: string): Promise<string> {
   const files = (await readdir(path.join(flat, 'train'))).filter((f) => /\.jpe?g$/i.test(f));
   for (const cls of ['cat', 'dog']) {
     await mkdir(path.join(dir, `${cls}s`), { recursive: true });
-    for (const f of files.filter((name) => name.startsWith(`${cls}.`))) await symlink(path.join(flat, 'train', f), path.join(dir, `${cls}s`, f));
+    for (const f of files.filter((name) => name.startsWith(`${cls}.`))) await linkOnce(path.join(flat, 'train', f), path.join(dir, `${cls}s`, f));
   }
   return dir;
 }
@@ -151,10 +154,17 @@ async function seededSplit(folders: string, dir: string, fraction: number, seed:
     for (const [k, f] of files.entries()) {
       const target = path.join(dir, k < cut ? 'valid' : 'train', cls);
       await mkdir(target, { recursive: true });
-      await symlink(path.join(folders, cls, f), path.join(target, f));
+      await linkOnce(path.join(folders, cls, f), path.join(target, f));
     }
   }
   return dir;
+}
+
+/** A link left by an earlier run in ACCURACY_WORK is the same link. */
+async function linkOnce(target: string, at: string): Promise<void> {
+  await symlink(target, at).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
 }
 
 function mean(values: number[]): number {

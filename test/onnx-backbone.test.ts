@@ -66,6 +66,11 @@ describe('an ONNX file as the backbone (torch.onnx.export-style NCHW graph)', ()
     assertClose(got.values, perImage((r) => poolMap(r.pool, FILTERS, 'max')), 1e-5, 'pool max');
   });
 
+  test('a SqueezeNet-style top (1×1 class convolution before the pooling) is left out of the default layer', async () => {
+    const file = await convnet({ classConv: true });
+    assert.equal((await loadAnyBackbone(file)).layer, 'pool');
+  });
+
   test('a 2-D value is used as it is, and the output (class scores) for predict --imagenet', async () => {
     const file = await convnet();
     const flat = await features(file, 'flat', 'avgmax', images, COUNT);

@@ -107,7 +107,22 @@ export function defaultFeatureValue(model: ModelProto): string {
   if (!last) return graph.output![0].name!;
   let value = last.input![0];
   for (let p = producer.get(value); p && POOL_OR_RESHAPE.has(p.opType ?? '') && producer.has(p.input?.[0] ?? ''); p = producer.get(value)) value = p.input![0];
-  return value;
+  return beforeClassConv(graph, value, producer) ?? value;
+}
+
+/**
+ * SqueezeNet and Darknet classify with a 1×1 convolution, one filter per class, before the
+ * pooling: that convolution (and its activation) belongs to the top, so the cut goes before it.
+ */
+function beforeClassConv(graph: GraphProto, value: string, producer: Map<string, NodeProto>): string | undefined {
+  const classes = dimsOf(graph.output?.[0])?.at(-1);
+  let p = producer.get(value);
+  while (p && ['Relu', 'LeakyRelu', 'Identity', 'Dropout'].includes(p.opType ?? '')) p = producer.get(p.input?.[0] ?? '');
+  if (!p || p.opType !== 'Conv' || !classes) return undefined;
+  const weight = (graph.initializer ?? []).find((t) => t.name === p.input?.[1]);
+  const dims = (weight?.dims ?? []).map(Number);
+  const input = p.input?.[0];
+  return dims.length === 4 && dims[0] === classes && dims[2] === 1 && dims[3] === 1 && input && producer.has(input) ? input : undefined;
 }
 
 /** Names a node reads, including outer-scope names its subgraphs (If, Loop, Scan) use. */
