@@ -20,11 +20,22 @@ const data = path.join(shared, 'data', 'dogscats');
 const independent = path.join(shared, 'data', 'kaggle-flat');
 const darknet = path.join(shared, 'backbones', 'darknet-tiny');
 const mobilenet = path.join(shared, 'backbones', 'keras-mobilenet-0.25', 'mobilenet_v1_0.25_224.h5');
+const eurosat = path.join(shared, 'data', 'eurosat');
+// The ≈ 71% / 70% top-1 networks, converted weights (../shared/README.md), through the registry path.
+const V2_WEIGHTS = path.join(shared, 'backbones', 'keras-mobilenet-v2-1.0', 'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5');
+const V1_WEIGHTS = path.join(shared, 'backbones', 'keras-mobilenet-1.0', 'mobilenet_1_0_224_tf_no_top.h5');
+const MOBILENET_V2 = { backbone: 'mobilenet_v2', weights: V2_WEIGHTS } satisfies TrainOptions;
+const MOBILENET_V1 = { backbone: 'mobilenet', weights: V1_WEIGHTS } satisfies TrainOptions;
+const FUSED_MOBILENETS = { backbone: ['mobilenet_v2', 'mobilenet'], weights: [V2_WEIGHTS, V1_WEIGHTS] } satisfies TrainOptions;
 
 interface Recipe {
   name: string;
   options: TrainOptions;
   tta?: boolean;
+  /** ../shared/data/eurosat in a seeded 80/20 train/valid split instead of dogscats (no independent set). */
+  eurosat?: boolean;
+  /** Recipes naming the same group share one feature cache (their times are then not first-run times). */
+  cacheGroup?: string;
 }
 
 const PREVIOUS_DEFAULTS: TrainOptions = { pooling: 'avg', ensemble: 1 };
@@ -40,6 +51,14 @@ const RECIPES: Recipe[] = [
   { name: 'fused darknet + mobilenet-0.25, defaults', options: { backbone: [darknet, mobilenet], layer: [undefined, 'conv_pw_13_relu'] } },
   { name: 'darknet-tiny @224+288 (fused with itself), defaults, TTA', options: { backbone: [darknet, darknet], inputSize: [[224, 224], [288, 288]] }, tta: true },
   { name: 'fused @288, defaults, --augment flip, TTA', options: { backbone: [darknet, mobilenet], layer: [undefined, 'conv_pw_13_relu'], inputSize: [[288, 288], [288, 288]], augment: ['flip'] }, tta: true },
+  { name: 'mobilenet_v2, defaults', options: MOBILENET_V2, cacheGroup: 'mobilenets' },
+  { name: 'mobilenet, defaults', options: MOBILENET_V1, cacheGroup: 'mobilenets' },
+  { name: 'fused mobilenet_v2 + mobilenet, defaults', options: FUSED_MOBILENETS, cacheGroup: 'mobilenets' },
+  { name: 'fused mobilenet_v2 + mobilenet, defaults, TTA', options: FUSED_MOBILENETS, tta: true, cacheGroup: 'mobilenets' },
+  { name: 'eurosat: mobilenet_v2, defaults', options: MOBILENET_V2, eurosat: true, cacheGroup: 'eurosat' },
+  { name: 'eurosat: mobilenet, defaults', options: MOBILENET_V1, eurosat: true, cacheGroup: 'eurosat' },
+  { name: 'eurosat: fused mobilenet_v2 + mobilenet, defaults', options: FUSED_MOBILENETS, eurosat: true, cacheGroup: 'eurosat' },
+  { name: 'eurosat: fused mobilenet_v2 + mobilenet, defaults, TTA', options: FUSED_MOBILENETS, tta: true, eurosat: true, cacheGroup: 'eurosat' },
 ];
 
 /** Settings are chosen on train/ alone: seeded 80/20 splits of it, scored on their held-out 20%. */
@@ -50,22 +69,27 @@ const resultsFile = path.join('bench', 'accuracy.json');
 // With --only, the other recipes keep their last measured rows.
 const previous: { recipe: string }[] = only ? await readFile(resultsFile, 'utf8').then((t) => JSON.parse(t).rows, () => []) : [];
 const rows: { recipe: string }[] = [];
-const work = await mkdtemp(path.join(os.tmpdir(), 'finetune-accuracy-'));
+// ACCURACY_WORK=DIR keeps models and feature caches there between runs (recipes of one cache group then reuse features).
+const keptWork = process.env.ACCURACY_WORK;
+const work = keptWork ? path.resolve(keptWork) : await mkdtemp(path.join(os.tmpdir(), 'finetune-accuracy-'));
 const independentView = await asClassFolders(independent, path.join(work, 'independent'));
+const eurosatView = RECIPES.some((r, i) => r.eurosat && (!only || only.includes(i + 1))) ? await seededSplit(eurosat, path.join(work, 'eurosat'), 0.2, 1) : '';
 
 /** Trains on `dataDir`, saves, reloads and scores the validation split as a user would. */
 async function trainAndScore(dataDir: string, recipe: Recipe, i: number, extra: TrainOptions, alsoOn?: string) {
-  const cacheDir = path.join(work, `cache-${i}`);
+  const cacheDir = path.join(work, `cache-${recipe.cacheGroup ?? i}`);
   const result = await train(dataDir, { ...recipe.options, ...extra, cacheDir });
+  const weights = [recipe.options.weights ?? []].flat().join(',') || undefined;
   const out = path.join(work, `model-${i}`);
+  await rm(out, { recursive: true, force: true });
   await saveModel(out, result, { remember: false });
   result.head.dispose();
   const model = await loadModel(out);
   try {
-    const scored = await evaluate(model, dataDir, { split: 'valid', tta: recipe.tta, cacheDir });
+    const scored = await evaluate(model, dataDir, { split: 'valid', tta: recipe.tta, cacheDir, weights });
     // The independent photos' features are shared between recipes: they are not part of the timing.
     const started = performance.now();
-    const other = alsoOn ? await evaluate(model, alsoOn, { split: 'all', tta: recipe.tta, cacheDir: path.join(work, 'cache-independent') }) : undefined;
+    const other = alsoOn ? await evaluate(model, alsoOn, { split: 'all', tta: recipe.tta, cacheDir: path.join(work, 'cache-independent'), weights }) : undefined;
     return { model, scored, other: other && { evaluation: other.evaluation, seconds: (performance.now() - started) / 1000 } };
   } finally {
     model.head.dispose();
@@ -77,22 +101,23 @@ try {
     if (only && !only.includes(i + 1)) continue;
     // The full run first, from a clean cache: its time is the honest first-run time.
     const started = performance.now();
-    const { model, scored, other } = await trainAndScore(data, recipe, i, {}, independentView);
+    const root = recipe.eurosat ? eurosatView : data;
+    const { model, scored, other } = await trainAndScore(root, recipe, i, {}, recipe.eurosat ? undefined : independentView);
     const seconds = (performance.now() - started) / 1000 - (other?.seconds ?? 0);
     const held = [];
-    for (const seed of SELECTION_SEEDS) held.push((await trainAndScore(path.join(data, 'train'), recipe, i, { layout: 'folders', valSplit: 0.2, seed })).scored.evaluation);
+    for (const seed of SELECTION_SEEDS) held.push((await trainAndScore(path.join(root, 'train'), recipe, i, { layout: 'folders', valSplit: 0.2, seed })).scored.evaluation);
     const holdOut = { accuracy: mean(held.map((h) => h.accuracy)), logLoss: mean(held.map((h) => h.logLoss)), images: held.reduce((a, h) => a + h.count, 0) };
     const e = scored.evaluation;
-    const o = other!.evaluation;
-    const independentScore = { accuracy: o.accuracy, logLoss: o.logLoss, ece: o.ece, images: o.count };
+    const o = other?.evaluation ?? { accuracy: NaN, logLoss: NaN, ece: NaN, count: 0 };
+    const independentScore = other ? { accuracy: o.accuracy, logLoss: o.logLoss, ece: o.ece, images: o.count } : null;
     const row = { recipe: recipe.name, holdOut, independent: independentScore, accuracy: e.accuracy, logLoss: e.logLoss, ece: e.ece, temperature: model.manifest.temperature, seconds, valid: e.count };
     rows.push(row);
     process.stdout.write(
-      `${String(i + 1).padStart(2)}. ${recipe.name.padEnd(58)} train/ hold-out ${(holdOut.accuracy * 100).toFixed(2).padStart(6)}% ${holdOut.logLoss.toFixed(4)} | kaggle-flat ${(o.accuracy * 100).toFixed(2).padStart(6)}% ${o.logLoss.toFixed(4)} | valid/ ${(e.accuracy * 100).toFixed(2).padStart(6)}%  log loss ${e.logLoss.toFixed(4)}  ECE ${e.ece.toFixed(4)}  ${seconds.toFixed(0).padStart(4)} s\n`,
+      `${String(i + 1).padStart(2)}. ${recipe.name.padEnd(58)} train/ hold-out ${(holdOut.accuracy * 100).toFixed(2).padStart(6)}% ${holdOut.logLoss.toFixed(4)} | kaggle-flat ${other ? `${(o.accuracy * 100).toFixed(2).padStart(6)}% ${o.logLoss.toFixed(4)}` : '       —      '} | valid/ ${(e.accuracy * 100).toFixed(2).padStart(6)}%  log loss ${e.logLoss.toFixed(4)}  ECE ${e.ece.toFixed(4)}  ${seconds.toFixed(0).padStart(4)} s\n`,
     );
   }
 } finally {
-  await rm(work, { recursive: true, force: true });
+  if (!keptWork) await rm(work, { recursive: true, force: true });
 }
 const merged = RECIPES.map((r) => rows.find((row) => row.recipe === r.name) ?? previous.find((row) => row.recipe === r.name)).filter((row) => row !== undefined);
 await writeFile(resultsFile, JSON.stringify({ date: new Date().toISOString(), data, selection: { splitOf: 'train/', heldOut: 0.2, seeds: SELECTION_SEEDS }, independent, rows: merged }, null, 2) + '\n');
@@ -102,9 +127,44 @@ async function asClassFolders(flat: string, dir: string): Promise<string> {
   const files = (await readdir(path.join(flat, 'train'))).filter((f) => /\.jpe?g$/i.test(f));
   for (const cls of ['cat', 'dog']) {
     await mkdir(path.join(dir, `${cls}s`), { recursive: true });
-    for (const f of files.filter((name) => name.startsWith(`${cls}.`))) await symlink(path.join(flat, 'train', f), path.join(dir, `${cls}s`, f));
+    for (const f of files.filter((name) => name.startsWith(`${cls}.`))) await linkOnce(path.join(flat, 'train', f), path.join(dir, `${cls}s`, f));
   }
   return dir;
+}
+
+/**
+ * Class folders → DIR/train/<class>, DIR/valid/<class> as links: per class, a seeded
+ * shuffle puts `fraction` of the files in valid/ (the "seeded split" the figures are on).
+ */
+async function seededSplit(folders: string, dir: string, fraction: number, seed: number): Promise<string> {
+  let s = seed >>> 0;
+  const random = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (const cls of (await readdir(folders, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
+    const files = (await readdir(path.join(folders, cls))).filter((f) => /\.(jpe?g|png)$/i.test(f)).sort();
+    for (let i = files.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [files[i], files[j]] = [files[j], files[i]];
+    }
+    const cut = Math.round(files.length * fraction);
+    for (const [k, f] of files.entries()) {
+      const target = path.join(dir, k < cut ? 'valid' : 'train', cls);
+      await mkdir(target, { recursive: true });
+      await linkOnce(path.join(folders, cls, f), path.join(target, f));
+    }
+  }
+  return dir;
+}
+
+/** A link left by an earlier run in ACCURACY_WORK is the same link. */
+async function linkOnce(target: string, at: string): Promise<void> {
+  await symlink(target, at).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
 }
 
 function mean(values: number[]): number {

@@ -5,7 +5,7 @@
  *   npm run bench -- --quick                 fewer runs and images (a smoke test, not figures to quote)
  *   npm run bench -- --only gemm,onnx,cache  parts by name or number (below)
  *
- * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head · 9 serve · 10 finetune · 11 audit
+ * Parts: 1 gemm · 2 vgg (= onnx + wasm) · 3 torch · 4 pipeline · 5 predict · 6 rss · 7 cache · 8 head · 9 serve · 10 finetune · 11 audit · 12 onnx-file
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -17,6 +17,7 @@ import type { FineTuneBenchRow } from './finetune.ts';
 import { runPart } from './child.ts';
 import type { GemmResult } from './gemm.ts';
 import type { HeadBenchResult } from './head.ts';
+import type { OnnxFileResult } from './onnx-file.ts';
 import { benchJpegs, type BenchImages } from './images.ts';
 import { DARKNET_DIR, ROOT, sharedHas } from './paths.ts';
 import { benchTorch, benchTorchFineTune, type TorchFineTuneResult, type TorchResult } from './peer.ts';
@@ -54,8 +55,10 @@ const PART_NAMES: Record<string, string[]> = {
   finetune: ['finetune'],
   '11': ['audit'],
   audit: ['audit'],
+  '12': ['onnx-file'],
+  'onnx-file': ['onnx-file'],
 };
-const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head', 'serve', 'finetune', 'audit'];
+const ALL = ['gemm', 'onnx', 'wasm', 'torch', 'pipeline', 'predict', 'rss', 'cache', 'head', 'serve', 'finetune', 'audit', 'onnx-file'];
 
 export interface BenchResults {
   startedAt: string;
@@ -80,6 +83,7 @@ export interface BenchResults {
     torch: { vgg16?: TorchFineTuneResult | string; mobilenet_v2?: TorchFineTuneResult | string };
   };
   audit?: Awaited<ReturnType<typeof benchAudit>>;
+  onnxFile?: OnnxFileResult;
   errors: Record<string, string>;
 }
 
@@ -88,7 +92,7 @@ function options() {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head, 9 serve, 10 finetune, 11 audit\n`);
+    process.stdout.write(`usage: npm run bench -- [--quick] [--only PART,...]\nparts: 1 gemm, 2 vgg (onnx, wasm), 3 torch, 4 pipeline, 5 predict, 6 rss, 7 cache, 8 head, 9 serve, 10 finetune, 11 audit, 12 onnx-file\n`);
     process.exit(0);
   }
   let parts = ALL;
@@ -194,6 +198,9 @@ async function main(): Promise<void> {
       }
     }
     if (has('audit')) await attempt('audit', async () => void (results.audit = await benchAudit(path.join(scratch, 'audit'))));
+    if (has('onnx-file')) {
+      await attempt('onnx-file', async () => void (results.onnxFile = await runPart<OnnxFileResult>('onnx-file', { batch: 8, rounds: o.runs, runs: o.quick ? 1 : 3 }, { timeoutS: 600 })));
+    }
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

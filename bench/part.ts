@@ -15,6 +15,7 @@ const PARTS: Record<string, () => Promise<{ run(options: never): Promise<unknown
   cache: () => import('./cache.ts'),
   head: () => import('./head.ts'),
   finetune: () => import('./finetune.ts'),
+  'onnx-file': () => import('./onnx-file.ts'),
   'predict-setup': () => import('./predict-setup.ts'),
   'predict-profile': () => import('./predict-profile.ts'),
 };

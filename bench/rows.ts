@@ -2,7 +2,7 @@ import type { BenchResults } from './bench.ts';
 import type { Row } from './table.ts';
 import { fmt } from './table.ts';
 
-const TARGETS = { pipelineRatio: 0.85, darknetPredictS: 1.0, rssGrowth: 1.1, cacheS: 2, headGemmShare: 0.2 };
+const TARGETS = { pipelineRatio: 0.85, darknetPredictS: 1.0, rssGrowth: 1.1, cacheS: 2, headGemmShare: 0.2, onnxFileRatio: 0.95 };
 
 /** The summary table and its footnotes, from whatever parts ran. */
 export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
@@ -116,6 +116,13 @@ export function buildRows(r: BenchResults): { rows: Row[]; notes: string[] } {
       ...(share !== undefined && { target: `≥ ${TARGETS.headGemmShare * 100}% of GEMM`, pass: share >= TARGETS.headGemmShare }),
     });
     notes.push(`head: ${fmt(h.gflopTotal, 0)} GFLOP of training GEMMs (forward and weight gradients, ${h.hidden} hidden units) over the whole call's wall time (initialisation, merge and final scores included); one run.`);
+  }
+  if (r.onnxFile) {
+    const f = r.onnxFile;
+    rows.push({ part: 12, figure: `${f.network} from .h5, batch ${f.batch} (images/s)`, value: fmt(f.h5ImagesPerSecond) });
+    rows.push({ part: 12, figure: 'the same as --backbone model.onnx (models export --format onnx) (images/s)', value: fmt(f.onnxImagesPerSecond) });
+    rows.push({ part: 12, figure: '.onnx / .h5', value: fmt(f.ratio), target: `≥ ${TARGETS.onnxFileRatio}`, pass: f.ratio >= TARGETS.onnxFileRatio });
+    notes.push(`onnx-file: best of ${f.runs} timed batches each, the two interleaved in one process.`);
   }
   for (const [part, message] of Object.entries(r.errors)) notes.push(`${part} FAILED: ${message}`);
   return { rows, notes };

@@ -73,7 +73,7 @@ export async function imagenetTop(inputs: string[], opts: ImagenetOptions = {}):
     const result = await opened.extract(paths, { onProgress: opts.onProgress, signal: opts.signal });
     const names = await imagenetClassNames(opts.classNames);
     const source = opened.backbone.source;
-    const order = await outputOrder(/\.(json|h5|hdf5|keras)$/i.test(source) ? path.dirname(source) : source);
+    const order = await outputOrder(/\.(json|h5|hdf5|keras|onnx)$/i.test(source) ? path.dirname(source) : source);
     const k = opts.top ?? 5;
     const reasons = new Map(result.skipped.map((s) => [s.path, s.reason]));
     const out: ImagenetPrediction[] = paths.map((p, i) => {

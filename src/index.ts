@@ -23,3 +23,5 @@ export type { ImageSource, FineTuneResult } from './fine-tune/loop.ts';
 export { audit, AUDIT_DEFAULTS, type AuditOptions, type AuditResult, type LabelIssue, type DuplicatePair, type Outlier } from './audit/audit.ts';
 export { writeAuditReport } from './audit/report-file.ts';
 export { fixRows, formatFixList, readFixList, applyFixList, type FixRow, type FixAction } from './audit/fix-list.ts';
+export { loadAnyBackbone, type AnyBackbone, type OnnxBackbone } from './backbones/resolve.ts';
+export { exportBackboneOnnx, type OnnxExportOptions, type OnnxExportResult } from './backbones/export-onnx.ts';

@@ -139,8 +139,14 @@ export async function importModel(source: string, opts: { name?: string } = {}):
 }
 
 /** Writes a loaded backbone as a tfjs layers model folder (model.json + weights.bin). */
-export async function exportBackbone(spec: string, dir: string, opts: { format?: string; weights?: string } = {}): Promise<string> {
-  if ((opts.format ?? 'tfjs') !== 'tfjs') throw new UsageError(`--format ${opts.format}: only tfjs is supported`);
+export async function exportBackbone(spec: string, dir: string, opts: { format?: string; weights?: string; layer?: string } = {}): Promise<string> {
+  if (opts.format === 'onnx') {
+    const { exportBackboneOnnx } = await import('./backbones/export-onnx.ts');
+    await initBackend();
+    return (await exportBackboneOnnx(spec, dir, { weights: opts.weights, layer: opts.layer })).file;
+  }
+  if ((opts.format ?? 'tfjs') !== 'tfjs') throw new UsageError(`--format ${opts.format}: use tfjs or onnx`);
+  if (opts.layer) throw new UsageError('--layer applies to --format onnx; a tfjs export keeps the whole network');
   await initBackend();
   const backbone = await loadBackbone(spec, { weights: opts.weights, download: false });
   try {
@@ -168,6 +174,7 @@ export interface LayerInfo {
 
 /** The layers of a backbone (architecture only for registry names: no weights needed). */
 export async function backboneLayers(spec: string, opts: { weights?: string } = {}): Promise<LayerInfo[]> {
+  if (/\.onnx$/i.test(spec) && !REGISTRY[spec.toLowerCase()]) return onnxLayers(spec);
   await initBackend();
   const { defaultFeatureLayer } = await import('./backbones/resolve.ts');
   let model: import('@tensorflow/tfjs').LayersModel;
@@ -189,4 +196,23 @@ export async function backboneLayers(spec: string, opts: { weights?: string } = 
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * Every node output of an ONNX file with its shape at the file's input size (224² where the
+ * graph leaves it open), from the file's own shape records or one run on a blank image.
+ */
+async function onnxLayers(spec: string): Promise<LayerInfo[]> {
+  const { loadOnnxBackbone } = await import('./backbones/onnx-file.ts');
+  const { valueShapes } = await import('./engines/onnx-file.ts');
+  const { nodeValues } = await import('./engines/onnx-surgery.ts');
+  const file = path.resolve(spec);
+  if (!(await stat(file).catch(() => null))) throw new UsageError(`${spec}: no such file`);
+  const { network, layer, inputSize } = await loadOnnxBackbone(file, { inputSize: undefined }).catch(async (err) => {
+    if (!(err instanceof UsageError) || !/--input-size/.test(err.message)) throw err;
+    return loadOnnxBackbone(file, { inputSize: [224, 224] });
+  });
+  const values = nodeValues(network.model);
+  const shapes = await valueShapes(network, values.map((v) => v.name), inputSize);
+  return values.map((v) => ({ name: v.name, className: v.opType, outputShape: [null, ...(shapes.get(v.name)?.dims.slice(1) ?? [])], isDefault: v.name === layer }));
 }

@@ -24,7 +24,7 @@ export type Prediction =
 export interface PredictOptions extends EngineSettings, CacheOptions {
   /** Average over the image and its mirror image. */
   tta?: boolean;
-  /** Backbone weights to use instead of the registry lookup (checked against the bundle's checksum). */
+  /** Backbone weights to use instead of the registry lookup (checked against the bundle's checksum); comma-separated when fused, one per backbone. */
   weights?: string;
   /** Where the backbone is (comma-separated when fused), when it was given by a path that has moved since training. */
   backbone?: string;
@@ -64,7 +64,7 @@ export async function openModelFeatures(model: FinetuneModel, opts: PredictOptio
     backbone: moved?.[i] || b.id,
     // Only a network the user points to is checked as it loads; the recorded one is checked below.
     trainedWith: moved?.[i] ? { id: b.id, checksum: b.checksum } : undefined,
-    weights: opts.weights,
+    weights: opts.weights?.split(',')[i] || undefined,
     layer: b.layer,
     preprocess: b.preprocess,
     pooling: b.pooling,

@@ -28,9 +28,11 @@ export { TRAIN_DEFAULTS, type ClassWeightMode } from './defaults.ts';
 import { openFusedSource, type BackboneChoice, type EngineSettings, type FusedSource } from './features/source.ts';
 export type { BackboneChoice, EngineSettings, FeatureSource, FusedSource } from './features/source.ts';
 
-export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'layer' | 'preprocess' | 'inputSize' | 'trainedWith'>, EngineSettings, CacheOptions {
+export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'weights' | 'layer' | 'preprocess' | 'inputSize' | 'trainedWith'>, EngineSettings, CacheOptions {
   /** A registry name or path; several (an array) fuse their features. */
   backbone?: string | string[];
+  /** Weights file of a registry backbone; with several backbones, one entry per backbone (undefined = looked up). */
+  weights?: string | (string | undefined)[];
   /** Feature layer; with several backbones, one entry per backbone (undefined = its default). */
   layer?: string | (string | undefined)[];
   preprocess?: Preprocess | (Preprocess | undefined)[];
@@ -120,6 +122,7 @@ export function backboneParts(o: TrainOptions): (BackboneChoice & { backbone: st
   return names.map((backbone, i) => ({
     ...o,
     backbone,
+    weights: listAt(o.weights, i),
     layer: listAt(o.layer, i),
     preprocess: listAt(o.preprocess, i),
     inputSize: listAt(o.inputSize as readonly [number, number] | undefined, i, isSizeList),

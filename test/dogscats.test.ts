@@ -57,6 +57,35 @@ test('dogscats slice with darknet-tiny: validation accuracy ≥ 85%', { timeout:
   }
 });
 
+const MOBILENET_V2_WEIGHTS = path.join(SHARED, 'backbones', 'keras-mobilenet-v2-1.0', 'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5');
+
+test('dogscats slice with the converted MobileNetV2 weights, registry path and the same network as an ONNX file: ≥ 95% both', { timeout: 300_000 }, async (t) => {
+  if (!existsSync(DOGSCATS) || !existsSync(MOBILENET_V2_WEIGHTS)) {
+    t.skip(`${SHARED} (real photos and the MobileNetV2 weights) is absent; nothing to measure`);
+    return;
+  }
+  const { exportBackboneOnnx } = await import('../src/backbones/export-onnx.ts');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'finetune-dogscats-v2-'));
+  try {
+    const data = path.join(dir, 'dogscats');
+    await sliceOfDogscats(data);
+    const onnxFile = path.join(dir, 'mobilenet_v2.onnx');
+    await exportBackboneOnnx('mobilenet_v2', onnxFile, { weights: MOBILENET_V2_WEIGHTS });
+    const accuracies: number[] = [];
+    for (const options of [{ backbone: 'mobilenet_v2', weights: MOBILENET_V2_WEIGHTS }, { backbone: onnxFile }]) {
+      const result = await train(data, { ...options, cacheDir: false, epochs: 15, seed: 42, ensemble: 1 });
+      const acc = result.manifest.metrics.valAccuracy!;
+      result.head.dispose();
+      t.diagnostic(`${options.backbone} → ${result.manifest.backbones[0].layer}: val accuracy ${(acc * 100).toFixed(1)}% on ${result.counts.valid} photos`);
+      assert.ok(acc >= 0.95, `${options.backbone}: val accuracy ${acc}`);
+      accuracies.push(acc);
+    }
+    assert.equal(accuracies[1], accuracies[0], 'the ONNX export of the same network gives the same features, so the same head');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('predict on the onnx engine with a command line of 300 photos (≈ 30 KB) answers every one', { timeout: 120_000 }, async (t) => {
   if (!existsSync(DOGSCATS) || !existsSync(path.join(DARKNET, 'model.json'))) {
     t.skip(`${SHARED} (real photos and backbones) is absent; nothing to measure`);

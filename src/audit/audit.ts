@@ -148,7 +148,7 @@ function pickColumns(x: Float32Array, n: number, dim: number, columns: [number, 
 async function openSource(o: AuditOptions, onProgress?: OnProgress): Promise<FusedSource> {
   if (!o.model) return openFusedSource(backboneParts(o), o, onProgress);
   const { openModelFeatures } = await import('../predict.ts');
-  return openModelFeatures(o.model, { ...o, backbone: undefined, onProgress });
+  return openModelFeatures(o.model, { ...o, weights: Array.isArray(o.weights) ? o.weights.join(',') : o.weights, backbone: undefined, onProgress });
 }
 
 /** The head recipe: train's flags, or the model's when auditing with --model. */

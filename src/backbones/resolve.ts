@@ -8,6 +8,11 @@ import type { OnProgress } from '../progress.ts';
 import { offlineByEnv, pullDestination, sourceUrl } from '../weights-store.ts';
 import { isRegistryName, REGISTRY, registryEntry, type RegistryEntry } from './registry.ts';
 import { findWeights, missingWeightsMessage } from './weights-lookup.ts';
+import { isOnnxPath, type OnnxBackbone } from './onnx-file.ts';
+
+export type { OnnxBackbone } from './onnx-file.ts';
+/** A network that gives features: a tfjs layers model (registry, tfjs folder, .h5) or an ONNX file. */
+export type AnyBackbone = Backbone | OnnxBackbone;
 
 export interface Backbone {
   /** Registry name (`vgg16`) or the absolute path the network was loaded from. */
@@ -84,6 +89,7 @@ function guessPreprocess(model: tf.LayersModel, kind: 'tfjs' | 'keras'): Preproc
 
 function checkPreprocess(mode: string | undefined): Preprocess | undefined {
   if (mode === undefined) return undefined;
+  if (mode === 'imagenet') return 'torch';
   if (!(PREPROCESS_MODES as readonly string[]).includes(mode)) throw new UsageError(`--preprocess ${mode} is not known: use one of ${PREPROCESS_MODES.join(', ')}`);
   return mode as Preprocess;
 }
@@ -162,8 +168,10 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
     const { loadKerasModel } = await import('./keras-h5.ts');
     ({ model, checksum } = await loadKerasModel(full, { inputSize: opts.inputSize }));
     kind = 'keras';
+  } else if (isOnnxPath(full)) {
+    throw new UsageError(`--backbone ${spec}: an ONNX backbone gives features only (train, predict, evaluate, lr-find, models export); fine-tuning and tfjs export need a tfjs folder or Keras .h5`);
   } else {
-    throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json) or a Keras .h5 file`);
+    throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json), a Keras .h5 file or an ONNX .onnx file`);
   }
   if (opts.weights) {
     model.dispose();
@@ -175,4 +183,14 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
   }
   const layer = opts.output ? model.layers[model.layers.length - 1].name : checkLayer(model, opts.layer ?? defaultFeatureLayer(model), spec, opts.inputSize);
   return { id: full, source: full, model, layer, preprocess: preprocess ?? guessPreprocess(model, kind), inputSize: inputSizeOf(model, spec), checksum };
+}
+
+/** Like loadBackbone, and an ONNX file as well (it runs on the onnx engine only). */
+export async function loadAnyBackbone(spec: string, opts: BackboneOptions = {}): Promise<AnyBackbone> {
+  if (!isOnnxPath(spec) || isRegistryName(spec)) return loadBackbone(spec, opts);
+  const file = path.resolve(spec);
+  if (!(await stat(file).catch(() => null))) throw new UsageError(`--backbone ${spec}: no such file`);
+  if (opts.weights) throw new UsageError(`--weights applies to registry backbones (vgg16); ${spec} carries its own weights`);
+  const { loadOnnxBackbone } = await import('./onnx-file.ts');
+  return loadOnnxBackbone(file, { layer: opts.layer, output: opts.output, inputSize: opts.inputSize, preprocess: checkPreprocess(opts.preprocess) });
 }

@@ -79,18 +79,19 @@ export function registerModels(program: Command): void {
     );
   models
     .command('export')
-    .description('write a backbone as a tfjs layers model folder')
-    .argument('<backbone>', 'registry name or path')
-    .argument('<dir>', 'new folder to write')
-    .option('--format <format>', 'output format', 'tfjs')
+    .description('write a backbone as a tfjs layers model folder, or as one ONNX file (--format onnx)')
+    .argument('<backbone>', 'registry name or path (tfjs folder, Keras .h5, .onnx)')
+    .argument('<dir>', 'new folder to write (tfjs), or new .onnx file (onnx)')
+    .option('--format <format>', 'output format: tfjs or onnx', 'tfjs')
     .option('--weights <file>', 'weights file for a registry backbone')
+    .option('--layer <name>', 'onnx: end the network at this layer (default: its feature layer); preprocessing and input size go in the metadata')
     .option('--json', 'print one JSON object')
-    .action((backbone: string, dir: string, flags: JsonFlags & { format: string; weights?: string }) =>
+    .action((backbone: string, dir: string, flags: JsonFlags & { format: string; weights?: string; layer?: string }) =>
       runCommand(flags, async () => {
         const { exportBackbone } = await import('../models.ts');
-        await exportBackbone(backbone, dir, { format: flags.format, weights: flags.weights });
+        await exportBackbone(backbone, dir, { format: flags.format, weights: flags.weights, layer: flags.layer });
         if (flags.json) printJson({ backbone, dir, format: flags.format });
-        else printResult(`wrote ${dir}/model.json`);
+        else printResult(flags.format === 'onnx' ? `wrote ${dir}` : `wrote ${dir}/model.json`);
       }),
     );
   models

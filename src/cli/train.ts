@@ -59,7 +59,8 @@ function perBackbone<T = string>(value: string | undefined, parse: (v: string) =
 }
 
 function checkPreprocess(mode: string): 'caffe' | 'tf' | 'torch' | 'unit' {
-  if (!['caffe', 'tf', 'torch', 'unit'].includes(mode)) throw new UsageError(`--preprocess ${mode}: use caffe, tf, torch or unit`);
+  if (mode === 'imagenet') return 'torch';
+  if (!['caffe', 'tf', 'torch', 'unit'].includes(mode)) throw new UsageError(`--preprocess ${mode}: use caffe, tf, torch (= imagenet) or unit`);
   return mode as 'caffe' | 'tf' | 'torch' | 'unit';
 }
 
@@ -84,13 +85,13 @@ function checkAugment(name: string): 'flip' | 'crop' {
 export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
   cmd
     .addOption(
-      new Option('--backbone <name|path>', 'registry name (see `finetune models list`), a tfjs model folder or a Keras .h5 file; several (A,B or repeated) fuse their features')
+      new Option('--backbone <name|path>', 'registry name (see `finetune models list`), a tfjs model folder, a Keras .h5 or an ONNX .onnx file; several (A,B or repeated) fuse their features')
         .argParser(collect)
         .default(DEFAULT_BACKBONES, JSON.stringify(defaults.backbone)),
     )
-    .option('--weights <file>', 'backbone weights file (.h5) instead of looking in the caches')
-    .option('--layer <name>', 'layer whose output are the features (vgg16: block5_pool; a path: input of its first Flatten/pooling/Dense); A,B with fused backbones')
-    .option('--preprocess <mode>', "pixel preprocessing: caffe, tf, torch or unit (default: the backbone's; tfjs folders: unit); A,B with fused backbones")
+    .option('--weights <file>', 'backbone weights file (.h5) instead of looking in the caches; A.h5,B.h5 with fused backbones (one per backbone, empty = look up)')
+    .option('--layer <name>', 'layer whose output are the features (vgg16: block5_pool; a path: input of its first Flatten/pooling/Dense; .onnx: any node output, default the map its last pooling/Flatten/Gemm reads); A,B with fused backbones')
+    .option('--preprocess <mode>', "pixel preprocessing: caffe, tf, torch = imagenet (ImageNet mean/std, as torchvision and timm) or unit (default: the backbone's; tfjs folders: unit; .onnx NCHW: imagenet); A,B with fused backbones")
     .option('--input-size <n|HxW>', 'run the convolutional part of the backbone at this size (e.g. 320; a Flatten top is left out); A,B with fused backbones')
     .addOption(
       new Option('--pooling <mode>', `how the feature map becomes a vector (avgmax: average and maximum side by side; default: ${defaults.pooling}, ${FINE_TUNE_DEFAULTS.pooling} with --fine-tune)`).choices([...POOLINGS]),
@@ -125,7 +126,7 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
 export function trainOptions(flags: TrainFlags, defaults: Defaults) {
   return {
     backbone: flags.backbone.length > 0 ? flags.backbone : defaults.backbone,
-    weights: flags.weights,
+    weights: perBackbone(flags.weights),
     layer: perBackbone(flags.layer),
     preprocess: perBackbone(flags.preprocess, checkPreprocess),
     inputSize: perBackbone(flags.inputSize, parseSize),

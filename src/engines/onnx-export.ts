@@ -33,6 +33,8 @@ export interface OnnxGraph {
   /** [0, H, W, C]: the batch dimension is symbolic. */
   inputDims: number[];
   featureSize: number;
+  /** The output's dims when it is not [0, featureSize] (an unpooled export). */
+  outputDims?: number[];
   /** Keras layer name → the names of the graph constants its weights became (kernel, bias …). */
   layerConstants: Map<string, string[]>;
 }
@@ -42,13 +44,20 @@ export interface OnnxGraph {
  * model's own topology and weights. Input "images": float32 NHWC [N, H, W, C]; output
  * "features": [N, featureSize]. Layers after the feature layer are never looked at.
  */
-export function exportToOnnx(model: tf.LayersModel, opts: { layer: string; pooling: Pooling }): OnnxExport {
-  const { g, inputDims, featureSize } = buildOnnxGraph(model, opts);
-  const bytes = g.encode({ name: INPUT_NAME, dims: inputDims }, { name: OUTPUT_NAME, dims: [0, featureSize] });
+export function exportToOnnx(model: tf.LayersModel, opts: ExportOptions): OnnxExport {
+  const { g, inputDims, featureSize, outputDims } = buildOnnxGraph(model, opts);
+  const bytes = g.encode({ name: INPUT_NAME, dims: inputDims }, { name: OUTPUT_NAME, dims: outputDims ?? [0, featureSize] });
   return { bytes, featureSize, inputSize: [inputDims[1], inputDims[2]] };
 }
 
-export function buildOnnxGraph(model: tf.LayersModel, opts: { layer: string; pooling: Pooling }): OnnxGraph {
+/** `unpooled`: the feature layer's own output in Keras order (NHWC maps), for `finetune models export --format onnx`. */
+export interface ExportOptions {
+  layer: string;
+  pooling: Pooling;
+  unpooled?: boolean;
+}
+
+export function buildOnnxGraph(model: tf.LayersModel, opts: ExportOptions): OnnxGraph {
   const featureLayer = findLayer(model, opts.layer);
   const featureTensor = singleOutput(featureLayer);
   const nodes = nodesUpTo(featureTensor);
@@ -116,6 +125,12 @@ export function buildOnnxGraph(model: tf.LayersModel, opts: { layer: string; poo
   if (!input) return unsupported(featureLayer, 'does not depend on the model input');
 
   const features = values.get(featureTensor.id)!;
+  if (opts.unpooled) {
+    const dims = features.shape.slice(1);
+    if (dims.some((d) => d == null)) unsupported(featureLayer, `output shape ${JSON.stringify(features.shape)} is not fully known`);
+    g.opInto(outputName, 'Identity', [kerasOrder(features)]);
+    return { g, inputDims: input.shape, featureSize: (dims as number[]).reduce((a, b) => a * b, 1), outputDims: [0, ...(dims as number[])], layerConstants };
+  }
   const { name: pooled, size } = pool(g, features, opts.pooling, kerasOrder, featureLayer);
   g.opInto(outputName, 'Identity', [pooled]);
   return { g, inputDims: input.shape, featureSize: size, layerConstants };

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
-import { FinetuneError } from '../errors.ts';
+import { FinetuneError, ModelFileError } from '../errors.ts';
 import { packageRoot } from '../package-root.ts';
 import { INPUT_NAME, OUTPUT_NAME, exportToOnnx } from './onnx-export.ts';
 import type { ExtractorOptions, FeatureExtractor } from './types.ts';
@@ -19,20 +19,42 @@ export { exportToOnnx } from './onnx-export.ts';
  * caller can fall back to the tfjs engine.
  */
 export async function createOnnxExtractor(model: tf.LayersModel, opts: ExtractorOptions): Promise<FeatureExtractor> {
-  const useCuda = opts.device === 'gpu';
-  if (useCuda && !cudaAvailable()) {
+  checkDevice(opts);
+  const { bytes, featureSize, inputSize } = exportToOnnx(model, opts);
+  return extractorFromGraph(bytes, { featureSize, inputSize, inputName: INPUT_NAME, outputName: OUTPUT_NAME }, opts);
+}
+
+export function checkDevice(opts: { device?: string }): void {
+  if (opts.device === 'gpu' && !cudaAvailable()) {
     throw new FinetuneError(
       'onnxruntime-node here has no CUDA provider; use --device cpu, or reinstall onnxruntime-node with its install script allowed and ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 + cuDNN 9)',
     );
   }
-  const { bytes, featureSize, inputSize } = exportToOnnx(model, opts);
+}
+
+export interface FeatureGraph {
+  featureSize: number;
+  inputSize: readonly [number, number];
+  /** Names of the NHWC float32 image input and the [N, featureSize] float32 output. */
+  inputName: string;
+  outputName: string;
+  /** Images per request when the graph fixes its batch size (exporters often fix 1). */
+  fixedBatch?: number;
+  /** Names the graph in a load error (the user's file, or "the exported backbone"). */
+  label?: string;
+}
+
+/** A FeatureExtractor over an ONNX graph that maps NHWC images to pooled features. */
+export async function extractorFromGraph(bytes: Uint8Array, graph: FeatureGraph, opts: Pick<ExtractorOptions, 'threads' | 'device'>): Promise<FeatureExtractor> {
+  const useCuda = opts.device === 'gpu';
   const session = await OnnxWorker.start(bytes, {
     executionProviders: [useCuda ? 'cuda' : 'cpu'],
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     intraOpNumThreads: opts.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
-  });
+  }, graph);
+  const { featureSize, inputSize } = graph;
   const [h, w] = inputSize;
   const channels = 3;
   const perImage = h * w * channels;
@@ -51,12 +73,20 @@ export async function createOnnxExtractor(model: tf.LayersModel, opts: Extractor
       // A request runs to its end once started (onnxruntime cannot be stopped mid-run), so
       // batches go to the worker in slices of ≈ 8 images at 224²: Ctrl-C then waits for one
       // slice (≈ 1 s of VGG16 on 2 cores), and throughput is the same as whole batches.
-      const slice = Math.max(1, Math.floor((8 * 224 * 224) / (h * w)));
-      if (count <= slice) return session.run(images, [count, h, w, channels]);
+      const slice = graph.fixedBatch ?? Math.max(1, Math.floor((8 * 224 * 224) / (h * w)));
+      if (count <= slice && !graph.fixedBatch) return session.run(images, [count, h, w, channels]);
       const out = new Float32Array(count * featureSize);
       for (let start = 0; start < count; start += slice) {
         const n = Math.min(slice, count - start);
-        out.set(await session.run(images.subarray(start * perImage, (start + n) * perImage), [n, h, w, channels]), start * featureSize);
+        let part = images.subarray(start * perImage, (start + n) * perImage);
+        if (graph.fixedBatch && n < slice) {
+          // A fixed batch is filled up with zeros; the padding's rows are dropped below.
+          const padded = new Float32Array(slice * perImage);
+          padded.set(part);
+          part = padded;
+        }
+        const features = await session.run(part, [graph.fixedBatch ? slice : n, h, w, channels]);
+        out.set(features.subarray(0, n * featureSize), start * featureSize);
       }
       return out;
     },
@@ -76,7 +106,11 @@ class OnnxWorker {
   private closing = false;
   private readonly pending = new Map<number, { resolve: (f: Float32Array) => void; reject: (e: Error) => void; done: Promise<unknown> }>();
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(
+    private readonly worker: Worker,
+    private readonly inputName: string,
+    private readonly outputName: string,
+  ) {
     worker.on('message', (reply: Reply) => {
       if (reply.type === 'result') this.settle(reply.id, (p) => p.resolve(reply.features));
       else if (reply.type === 'error' && reply.id !== undefined) this.settle(reply.id, (p) => p.reject(new FinetuneError(`onnxruntime: ${reply.message}`)));
@@ -85,14 +119,14 @@ class OnnxWorker {
     worker.on('exit', () => this.failAll(new FinetuneError('the onnxruntime worker stopped')));
   }
 
-  static async start(bytes: Uint8Array, options: InferenceSession.SessionOptions): Promise<OnnxWorker> {
+  static async start(bytes: Uint8Array, options: InferenceSession.SessionOptions, graph: FeatureGraph): Promise<OnnxWorker> {
     // onnxruntime's graph optimiser recurses deeply on some graphs (Darknet's): a worker's
     // default 4 MB stack overflowed with a long command line (300 paths), so give it room.
     const worker = new Worker(path.join(packageRoot(), 'src', 'engines', 'onnx-session-worker.mjs'), { resourceLimits: { stackSizeMb: 64 } });
     const ready = new Promise<void>((resolve, reject) => {
       const onMessage = (reply: Reply) => {
         if (reply.type === 'ready') resolve();
-        else if (reply.type === 'error') reject(new FinetuneError(`onnxruntime could not load the exported backbone: ${reply.message}`));
+        else if (reply.type === 'error') reject(new ModelFileError(`onnxruntime-node cannot run ${graph.label ?? 'the exported backbone'}: ${reply.message}`));
         else return;
         worker.off('message', onMessage);
       };
@@ -107,7 +141,7 @@ class OnnxWorker {
       await worker.terminate();
       throw err;
     }
-    const session = new OnnxWorker(worker);
+    const session = new OnnxWorker(worker, graph.inputName, graph.outputName);
     worker.unref();
     return session;
   }
@@ -125,7 +159,7 @@ class OnnxWorker {
         reject: (e) => (settled(), reject(e)),
         done,
       });
-      this.worker.postMessage({ type: 'run', id, images, dims, inputName: INPUT_NAME, outputName: OUTPUT_NAME });
+      this.worker.postMessage({ type: 'run', id, images, dims, inputName: this.inputName, outputName: this.outputName });
     });
   }
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import * as tf from '../tf.ts';
 import { writeLayersModel } from '../bundle/save.ts';
 import { UsageError } from '../errors.ts';
+import type { Backbone } from '../backbones/resolve.ts';
 import { openModelFeatures, type FinetuneModel, type PredictOptions } from '../predict.ts';
 import { packageVersion } from '../package-root.ts';
 import { demoModelScript, demoPage, DEMO_RUNTIME } from './demo-page.ts';
@@ -64,8 +65,10 @@ export async function exportModel(model: FinetuneModel, out: string, opts: Expor
         );
       }
       progress?.({ status: 'initiate', task: 'export', message: `building one ${format} model: pixels ${inputSize.join('×')} → ${model.classes.length} probabilities` });
+      const fromFile = source.parts.find((p) => !('model' in p.backbone));
+      if (fromFile) throw new UsageError(`${model.dir}: its backbone ${fromFile.backbone.id} is an ONNX file; export builds on a backbone's layers (registry, tfjs folder, Keras .h5) and cannot take an ONNX backbone yet`);
       pixelModel = buildPixelModel(
-        source.parts.map((p, i) => ({ model: p.backbone.model, layer: p.backbone.layer, preprocess: p.backbone.preprocess, pooling: records[i].pooling })),
+        source.parts.map((p, i) => ({ model: (p.backbone as Backbone).model, layer: p.backbone.layer, preprocess: p.backbone.preprocess, pooling: records[i].pooling })),
         model.head,
         { inputSize, temperature: model.manifest.temperature || 1 },
       );

@@ -1,10 +1,11 @@
-import { loadBackbone, type Backbone } from '../backbones/resolve.ts';
+import { loadAnyBackbone, type AnyBackbone } from '../backbones/resolve.ts';
 import type { ResizeMode } from '../data/image.ts';
 import type { Preprocess } from '../data/preprocess.ts';
 import { TRAIN_DEFAULTS } from '../defaults.ts';
 import { initBackend, type BackendChoice } from '../engines/backend.ts';
 import { createExtractor, type EngineChoice } from '../engines/index.ts';
 import type { Device, FeatureExtractor, Pooling } from '../engines/types.ts';
+import { UsageError } from '../errors.ts';
 import type { OnProgress } from '../progress.ts';
 import { variantKey, type Variant } from '../data/augment.ts';
 import { extractFeatures, type ExtractResult } from './extract.ts';
@@ -40,7 +41,7 @@ export interface EngineSettings {
 
 /** Backbone, extractor and cache for one feature spec: shared by train, predict and evaluate. */
 export interface FeatureSource {
-  backbone: Backbone;
+  backbone: AnyBackbone;
   extractor: FeatureExtractor;
   pooling: Pooling;
   resize: ResizeMode;
@@ -58,18 +59,10 @@ export async function openFeatureSource(
 ): Promise<FeatureSource> {
   const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
   onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
-  const backbone = await loadBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
+  const backbone = await loadAnyBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
   const pooling = choice.pooling ?? TRAIN_DEFAULTS.pooling;
   const resize = choice.resize ?? TRAIN_DEFAULTS.resize;
-  const extractor = await createExtractor(backbone.model, {
-    engine: settings.engine,
-    backend: settings.backend,
-    layer: backbone.layer,
-    pooling,
-    threads: settings.threads,
-    device: settings.device,
-    onFallback: (message) => onProgress?.({ status: 'warn', task: 'backbone', message }),
-  });
+  const extractor = await openExtractor(backbone, pooling, settings, onProgress);
   onProgress?.({ status: 'done', task: 'backbone', message: `${backbone.id} → ${backbone.layer} (${pooling}, ${extractor.featureSize} features) on ${extractor.engine}/${extractor.device}` });
   const caches = new Map<string, Awaited<ReturnType<typeof openFeatureStore>>>();
   const storeFor = async (variant: Variant | undefined) => {
@@ -111,7 +104,7 @@ export async function openFeatureSource(
     async close() {
       await extractor.dispose();
       for (const c of caches.values()) await c.close();
-      backbone.model.dispose();
+      if ('model' in backbone) backbone.model.dispose();
     },
   };
 }
@@ -120,9 +113,31 @@ function cacheWarningFor(onProgress: OnProgress | undefined): CacheWarning {
   return cacheWarningOnce((message, dir) => onProgress?.({ status: 'warn', task: 'cache', message, path: dir }));
 }
 
+async function openExtractor(backbone: AnyBackbone, pooling: Pooling, settings: EngineSettings, onProgress?: OnProgress): Promise<FeatureExtractor> {
+  try {
+    if ('model' in backbone) {
+      return await createExtractor(backbone.model, {
+        engine: settings.engine,
+        backend: settings.backend,
+        layer: backbone.layer,
+        pooling,
+        threads: settings.threads,
+        device: settings.device,
+        onFallback: (message) => onProgress?.({ status: 'warn', task: 'backbone', message }),
+      });
+    }
+    if (settings.engine === 'tfjs') throw new UsageError(`--engine tfjs: ${backbone.id} is an ONNX model, which runs on the onnx engine; leave --engine out`);
+    const { createOnnxFileExtractor } = await import('../engines/onnx-file.ts');
+    return await createOnnxFileExtractor(backbone.network, { layer: backbone.layer, pooling, inputSize: backbone.inputSize, threads: settings.threads, device: settings.device });
+  } catch (err) {
+    if ('model' in backbone) backbone.model.dispose();
+    throw err;
+  }
+}
+
 /** What a bundle records of each backbone its features came from. */
 export interface BackbonePart {
-  backbone: Backbone;
+  backbone: AnyBackbone;
   extractor: FeatureExtractor;
   pooling: Pooling;
   resize: ResizeMode;
