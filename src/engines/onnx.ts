@@ -19,13 +19,25 @@ export { exportToOnnx } from './onnx-export.ts';
  * caller can fall back to the tfjs engine.
  */
 export async function createOnnxExtractor(model: tf.LayersModel, opts: ExtractorOptions): Promise<FeatureExtractor> {
+  const { bytes, featureSize, inputSize } = exportToOnnx(model, opts);
+  return createOnnxExtractorFromBytes(bytes, { featureSize, inputSize, threads: opts.threads, device: opts.device });
+}
+
+/**
+ * A FeatureExtractor running an ONNX graph that already maps NHWC images to pooled features
+ * (INPUT_NAME → OUTPUT_NAME): the exporter's, or a fine-tuned backbone stored in a bundle.
+ */
+export async function createOnnxExtractorFromBytes(
+  bytes: Uint8Array,
+  opts: { featureSize: number; inputSize: readonly [number, number]; threads?: number; device?: ExtractorOptions['device'] },
+): Promise<FeatureExtractor> {
   const useCuda = opts.device === 'gpu';
   if (useCuda && !cudaAvailable()) {
     throw new FinetuneError(
       'onnxruntime-node here has no CUDA provider; use --device cpu, or reinstall onnxruntime-node with its install script allowed and ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 + cuDNN 9)',
     );
   }
-  const { bytes, featureSize, inputSize } = exportToOnnx(model, opts);
+  const { featureSize, inputSize } = opts;
   const session = await OnnxWorker.start(bytes, {
     executionProviders: [useCuda ? 'cuda' : 'cpu'],
     graphOptimizationLevel: 'all',
@@ -99,7 +111,8 @@ class OnnxWorker {
       worker.on('message', onMessage);
       worker.once('error', reject);
     });
-    const copy = bytes.slice();
+    // A copy of its own to transfer (a Buffer's slice() would share, and the transfer detach, the caller's memory).
+    const copy = new Uint8Array(bytes);
     worker.postMessage({ type: 'init', bytes: copy, options }, [copy.buffer]);
     try {
       await ready;

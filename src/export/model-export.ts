@@ -47,6 +47,8 @@ export interface ExportResult {
 export async function exportModel(model: FinetuneModel, out: string, opts: ExportOptions = {}): Promise<ExportResult> {
   const format = opts.format ?? 'onnx';
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format ${format}: use one of ${EXPORT_FORMATS.join(', ')}`);
+  // The trained network exists only as ONNX in the bundle; the exporter rebuilds from tfjs layers.
+  if (model.manifest.backbones.some((b) => b.onnx)) throw new UsageError(`${model.dir} holds a fine-tuned backbone, which export does not handle yet; predict, evaluate and serve use it as it is`);
   const tmp = await claimOutput(out);
   const progress = opts.onProgress;
   try {
@@ -65,7 +67,7 @@ export async function exportModel(model: FinetuneModel, out: string, opts: Expor
       }
       progress?.({ status: 'initiate', task: 'export', message: `building one ${format} model: pixels ${inputSize.join('×')} → ${model.classes.length} probabilities` });
       pixelModel = buildPixelModel(
-        source.parts.map((p, i) => ({ model: p.backbone.model, layer: p.backbone.layer, preprocess: p.backbone.preprocess, pooling: records[i].pooling })),
+        source.parts.map((p, i) => ({ model: p.backbone.model!, layer: p.backbone.layer, preprocess: p.backbone.preprocess, pooling: records[i].pooling })),
         model.head,
         { inputSize, temperature: model.manifest.temperature || 1 },
       );

@@ -25,7 +25,23 @@ export interface BackboneChoice {
   download?: boolean;
   /** The backbone a model was trained with (predict, evaluate): another network is refused by its checksum. */
   trainedWith?: { id: string; checksum: string };
+  /** A fine-tuned backbone from a bundle: this ONNX network runs instead of the original weights (which need not exist). */
+  trained?: TrainedBackbone;
 }
+
+/** The network a bundle's fine-tuning produced: images NHWC → pooled features, as ONNX. */
+export interface TrainedBackbone {
+  bytes: Uint8Array;
+  sha256: string;
+  /** Where it was read from (messages). */
+  file: string;
+  /** sha256 of the original weights it was trained from (the bundle's record). */
+  checksum: string;
+  featureSize: number;
+}
+
+/** A backbone as a feature source holds it: without its tfjs model when a bundle's trained ONNX network runs instead. */
+export type SourceBackbone = Omit<Backbone, 'model'> & { model?: Backbone['model'] };
 
 export interface EngineSettings {
   engine?: EngineChoice;
@@ -40,7 +56,7 @@ export interface EngineSettings {
 
 /** Backbone, extractor and cache for one feature spec: shared by train, predict and evaluate. */
 export interface FeatureSource {
-  backbone: Backbone;
+  backbone: SourceBackbone;
   extractor: FeatureExtractor;
   pooling: Pooling;
   resize: ResizeMode;
@@ -57,19 +73,10 @@ export async function openFeatureSource(
   cacheWarning: CacheWarning = cacheWarningFor(onProgress),
 ): Promise<FeatureSource> {
   const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
-  onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
-  const backbone = await loadBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
+  onProgress?.({ status: 'initiate', task: 'backbone', message: choice.trained ? `loading fine-tuned backbone ${choice.trained.file}` : `loading backbone ${spec}` });
   const pooling = choice.pooling ?? TRAIN_DEFAULTS.pooling;
   const resize = choice.resize ?? TRAIN_DEFAULTS.resize;
-  const extractor = await createExtractor(backbone.model, {
-    engine: settings.engine,
-    backend: settings.backend,
-    layer: backbone.layer,
-    pooling,
-    threads: settings.threads,
-    device: settings.device,
-    onFallback: (message) => onProgress?.({ status: 'warn', task: 'backbone', message }),
-  });
+  const { backbone, extractor } = choice.trained ? await openTrainedBackbone(spec, choice, choice.trained, settings) : await openBackbone(spec, choice, settings, pooling, onProgress);
   onProgress?.({ status: 'done', task: 'backbone', message: `${backbone.id} → ${backbone.layer} (${pooling}, ${extractor.featureSize} features) on ${extractor.engine}/${extractor.device}` });
   const caches = new Map<string, Awaited<ReturnType<typeof openFeatureStore>>>();
   const storeFor = async (variant: Variant | undefined) => {
@@ -77,7 +84,8 @@ export async function openFeatureSource(
     if (!caches.has(key)) {
       const featureSpec = {
         backbone: backbone.id,
-        weightsChecksum: backbone.checksum,
+        // A fine-tuned network computes other features than the weights it started from.
+        weightsChecksum: choice.trained ? `onnx:${choice.trained.sha256}` : backbone.checksum,
         layer: backbone.layer,
         pooling,
         preprocess: backbone.preprocess,
@@ -111,9 +119,37 @@ export async function openFeatureSource(
     async close() {
       await extractor.dispose();
       for (const c of caches.values()) await c.close();
-      backbone.model.dispose();
+      backbone.model?.dispose();
     },
   };
+}
+
+async function openBackbone(spec: string, choice: BackboneChoice, settings: EngineSettings, pooling: Pooling, onProgress?: OnProgress): Promise<{ backbone: SourceBackbone; extractor: FeatureExtractor }> {
+  const backbone = await loadBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
+  try {
+    const extractor = await createExtractor(backbone.model, {
+      engine: settings.engine,
+      backend: settings.backend,
+      layer: backbone.layer,
+      pooling,
+      threads: settings.threads,
+      device: settings.device,
+      onFallback: (message) => onProgress?.({ status: 'warn', task: 'backbone', message }),
+    });
+    return { backbone, extractor };
+  } catch (err) {
+    backbone.model.dispose();
+    throw err;
+  }
+}
+
+/** A bundle's fine-tuned network runs on onnxruntime whatever --engine says: it exists only as ONNX. */
+async function openTrainedBackbone(spec: string, choice: BackboneChoice, trained: TrainedBackbone, settings: EngineSettings): Promise<{ backbone: SourceBackbone; extractor: FeatureExtractor }> {
+  if (!choice.layer || !choice.preprocess || !choice.inputSize) throw new Error('a fine-tuned backbone needs its layer, preprocessing and input size from the bundle');
+  const { createOnnxExtractorFromBytes } = await import('../engines/onnx.ts');
+  const extractor = await createOnnxExtractorFromBytes(trained.bytes, { featureSize: trained.featureSize, inputSize: choice.inputSize, threads: settings.threads, device: settings.device });
+  const backbone: SourceBackbone = { id: spec, source: trained.file, layer: choice.layer, preprocess: choice.preprocess, inputSize: [choice.inputSize[0], choice.inputSize[1]], checksum: trained.checksum };
+  return { backbone, extractor };
 }
 
 function cacheWarningFor(onProgress: OnProgress | undefined): CacheWarning {
@@ -122,7 +158,7 @@ function cacheWarningFor(onProgress: OnProgress | undefined): CacheWarning {
 
 /** What a bundle records of each backbone its features came from. */
 export interface BackbonePart {
-  backbone: Backbone;
+  backbone: SourceBackbone;
   extractor: FeatureExtractor;
   pooling: Pooling;
   resize: ResizeMode;
