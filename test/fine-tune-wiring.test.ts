@@ -76,7 +76,9 @@ describe('train --fine-tune all: the bundle keeps the trained backbone', () => {
   });
 
   test('save → load → evaluate: the same loss as the trained network’s own evaluation; needs no original weights; a changed backbone.onnx is refused in one line', { timeout: 120_000 }, async () => {
-    const result = await train(data, { backbone, fineTune: 'all', ...recipe, calibrate: false });
+    // One feature cache throughout: the frozen features it holds from training must not stand in for the trained network's.
+    const cacheDir = path.join(tmp, 'cache');
+    const result = await train(data, { backbone, fineTune: 'all', ...recipe, calibrate: false, cacheDir });
     assert.ok(result.fineTune && result.fineTune.bestEpoch >= 1 && result.backboneOnnx, JSON.stringify(result.fineTune));
     const out = path.join(tmp, 'lib-model');
     await saveModel(out, result, { remember: false });
@@ -86,13 +88,13 @@ describe('train --fine-tune all: the bundle keeps the trained backbone', () => {
     try {
       const model = await loadModel(out);
       try {
-        const source = await openModelFeatures(model, { cacheDir: false, threads: 1 });
+        const source = await openModelFeatures(model, { cacheDir, threads: 1 });
         const paths = model.classes.flatMap((c, label) => [0, 1, 2, 3, 4, 5].map((i) => ({ file: path.join(data, 'valid', c, `${c}-${i}.png`), label })));
         const scored = await scoreImages(model, source, paths.map((p) => p.file), {});
         await source.close();
         const loss = -paths.reduce((s, p, i) => s + Math.log(scored.uncalibrated[i * 2 + p.label]), 0) / paths.length;
         assert.ok(Math.abs(loss - result.fineTune.valLossAfter!) < 1e-5, `bundle's validation loss ${loss} vs the trainer's ${result.fineTune.valLossAfter}`);
-        const evaluated = await evaluate(model, data, { cacheDir: false, threads: 1, split: 'valid' });
+        const evaluated = await evaluate(model, data, { cacheDir, threads: 1, split: 'valid' });
         assert.equal(evaluated.evaluation.accuracy, result.fineTune.valAccuracyAfter);
         const [first] = await predict(model, [paths[0].file], { cacheDir: false, threads: 1 });
         assert.ok('label' in first);
