@@ -14,6 +14,7 @@ import { ModelFileError } from '../src/errors.ts';
 import { evaluate } from '../src/evaluate.ts';
 import { saveModel } from '../src/model-io.ts';
 import { loadModel, openModelFeatures, predict, scoreImages } from '../src/predict.ts';
+import { createPredictor } from '../src/serve/predictor.ts';
 import { train } from '../src/train.ts';
 import { makeImageDataset } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';
@@ -31,6 +32,11 @@ before(async () => {
 after(() => rm(tmp, { recursive: true, force: true }));
 
 function finetune(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return finetuneUntil(undefined, ...args);
+}
+
+/** The CLI as a user runs it; once stderr matches `interruptAt`, it gets one SIGINT (Ctrl-C). */
+function finetuneUntil(interruptAt: RegExp | undefined, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: tmp,
@@ -40,7 +46,14 @@ function finetune(...args: string[]): Promise<{ code: number | null; stdout: str
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    let sent = false;
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (interruptAt && !sent && interruptAt.test(stderr)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
@@ -98,6 +111,11 @@ describe('train --fine-tune all: the bundle keeps the trained backbone', () => {
         assert.equal(evaluated.evaluation.accuracy, result.fineTune.valAccuracyAfter);
         const [first] = await predict(model, [paths[0].file], { cacheDir: false, threads: 1 });
         assert.ok('label' in first);
+        // serve's predictor opens the same trained network.
+        const predictor = await createPredictor(model, { threads: 1 });
+        const served = await predictor.run([await predictor.decode(await readFile(paths[0].file))]);
+        await predictor.close();
+        for (const [c, name] of model.classes.entries()) assert.ok(Math.abs(served[c] - first.probabilities[name]) < 1e-6, `serve ${served[c]} vs predict ${first.probabilities[name]}`);
       } finally {
         model.head.dispose();
       }
@@ -137,5 +155,15 @@ describe('train --fine-tune all: the bundle keeps the trained backbone', () => {
     } finally {
       model.head.dispose();
     }
+  });
+
+  test('Ctrl-C while fine-tuning: exit 130, the previous model at --out untouched', { timeout: 120_000 }, async () => {
+    const out = path.join(tmp, 'cli-model');
+    const manifestBefore = await readFile(path.join(out, 'finetune.json'), 'utf8');
+    const run = await finetuneUntil(/fine-tuning 2 layers and the head/, 'train', data, '--backbone', backbone, '--fine-tune', 'all', '--fine-tune-epochs', '100000', '--patience', '100000', '--hidden', '0', '--epochs', '1', '--threads', '1', '--out', out, '--no-cache');
+    assert.equal(run.code, 130, run.stderr);
+    assert.equal(await readFile(path.join(out, 'finetune.json'), 'utf8'), manifestBefore);
+    const model = await loadModel(out);
+    model.head.dispose();
   });
 });
