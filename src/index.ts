@@ -23,3 +23,5 @@ export type { ImageSource, FineTuneResult } from './fine-tune/loop.ts';
 export { audit, AUDIT_DEFAULTS, type AuditOptions, type AuditResult, type LabelIssue, type DuplicatePair, type Outlier } from './audit/audit.ts';
 export { writeAuditReport } from './audit/report-file.ts';
 export { fixRows, formatFixList, readFixList, applyFixList, type FixRow, type FixAction } from './audit/fix-list.ts';
+export { cachedImages, type CachedImagesOptions } from './fine-tune/cached-images.ts';
+export type { FineTuneSummary } from './fine-tune/train-stage.ts';

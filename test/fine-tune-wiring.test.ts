@@ -166,4 +166,17 @@ describe('train --fine-tune all: the bundle keeps the trained backbone', () => {
     const model = await loadModel(out);
     model.head.dispose();
   });
+
+  test('--seed repeats the fine-tuned network, augmentations included; another seed gives another', { timeout: 60_000 }, async () => {
+    const run = async (seed: number) => {
+      const result = await train(data, { backbone, fineTune: 'all', ...recipe, seed, augment: ['flip', 'vflip', 'rot90', 'crop'] });
+      result.head.dispose();
+      return result;
+    };
+    const [a, b, c] = [await run(5), await run(5), await run(6)];
+    assert.ok(a.backboneOnnx && b.backboneOnnx && c.backboneOnnx, 'each run kept its fine-tuned network');
+    assert.deepEqual(Buffer.from(b.backboneOnnx), Buffer.from(a.backboneOnnx));
+    assert.equal(b.fineTune!.valLossAfter, a.fineTune!.valLossAfter);
+    assert.notDeepEqual(Buffer.from(c.backboneOnnx), Buffer.from(a.backboneOnnx));
+  });
 });
