@@ -31,8 +31,11 @@ export const TRAIN_DEFAULTS = Object.freeze({
 export const FINE_TUNE_DEFAULTS = Object.freeze({
   pooling: 'avg' as Pooling,
   ensemble: 1,
+  /** Whole-network epochs on images after the head (fastai's fine_tune default is 1; 3 lets early stopping choose). */
+  fineTuneEpochs: 3,
 });
 
-export const AUGMENTS = ['flip', 'crop'] as const;
+/** flip and crop also make cached feature variants for the frozen head; vflip and rot90 act only while fine-tuning the whole network. */
+export const AUGMENTS = ['flip', 'vflip', 'rot90', 'crop'] as const;
 export type Augment = (typeof AUGMENTS)[number];
 export type ClassWeightMode = 'auto' | 'balanced' | 'none';

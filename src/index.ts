@@ -25,3 +25,5 @@ export { writeAuditReport } from './audit/report-file.ts';
 export { fixRows, formatFixList, readFixList, applyFixList, type FixRow, type FixAction } from './audit/fix-list.ts';
 export { loadAnyBackbone, type AnyBackbone, type OnnxBackbone } from './backbones/resolve.ts';
 export { exportBackboneOnnx, type OnnxExportOptions, type OnnxExportResult } from './backbones/export-onnx.ts';
+export { cachedImages, type CachedImagesOptions } from './fine-tune/cached-images.ts';
+export type { FineTuneSummary } from './fine-tune/train-stage.ts';

@@ -10,8 +10,8 @@ import type { TrainResult } from './train.ts';
  * model is what matters: when only the pointer cannot be written, `onProgress` is warned (and
  * without one, it is an error).
  */
-export async function saveModel(dir: string, result: Pick<TrainResult, 'head' | 'manifest'>, opts: { remember?: boolean; onProgress?: OnProgress } = {}): Promise<string> {
-  await saveBundle(dir, result.head, result.manifest);
+export async function saveModel(dir: string, result: Pick<TrainResult, 'head' | 'manifest'> & { backboneOnnx?: Uint8Array }, opts: { remember?: boolean; onProgress?: OnProgress } = {}): Promise<string> {
+  await saveBundle(dir, result.head, result.manifest, { backboneOnnx: result.backboneOnnx });
   if (!(opts.remember ?? true)) return dir;
   try {
     await rememberLastModel(lastModelFile(), dir);

@@ -50,6 +50,8 @@ export async function openModelFeatures(model: FinetuneModel, opts: PredictOptio
   const moved = opts.backbone?.split(',');
   for (const [i, b] of records.entries()) {
     const given = moved?.[i] || undefined;
+    // A fine-tuned backbone runs from the bundle's own file; the original weights are not needed.
+    if (b.onnx) continue;
     if (given === undefined) {
       if (!isRegistryName(b.id) && path.isAbsolute(b.id) && !(await stat(b.id).catch(() => null))) {
         const order = records.length > 1 ? ` (comma-separated, in this order: ${records.map((r) => r.id).join(',')})` : '';
@@ -70,7 +72,9 @@ export async function openModelFeatures(model: FinetuneModel, opts: PredictOptio
     pooling: b.pooling,
     resize: b.resize,
     inputSize: b.inputSize,
+    trained: b.onnx && model.backboneOnnx?.[i] ? { bytes: model.backboneOnnx[i]!, sha256: b.onnx.sha256, file: path.join(model.dir, b.onnx.file), checksum: b.checksum, featureSize: b.featureSize } : undefined,
   }));
+  if (records.some((b, i) => b.onnx && !model.backboneOnnx?.[i])) throw new ModelFileError(`${model.dir}: its fine-tuned backbone was not loaded; open the model with loadModel`);
   const source = await openFusedSource(choices, opts, opts.onProgress);
   for (const [i, part] of source.parts.entries()) {
     const b = records[i];

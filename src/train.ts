@@ -13,7 +13,8 @@ import type { EpochRecord, FeatureSet } from './head/train.ts';
 import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from './head/train.ts';
 import { trainEnsemble } from './head/ensemble.ts';
 import { resolveHeadEngine, trainHeadsOnnx, type HeadEngine } from './head/train-onnx.ts';
-import { buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
+import { blockLayerCount, buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
+import { fineTuneStage, type FineTuneSummary } from './fine-tune/train-stage.ts';
 import { lrRangeTest, type LrRangeResult } from './head/lr-range.ts';
 import type { Variant } from './data/augment.ts';
 import type { OnProgress } from './progress.ts';
@@ -58,8 +59,10 @@ export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'weights
   calibrate?: boolean;
   /** Heads trained with seeds seed … seed+K−1 and merged into one whose logits are their mean (default 5; 1 with fine-tuning). */
   ensemble?: number;
-  /** After the head converges, also train the backbone's last N layers that have weights. */
-  fineTune?: number;
+  /** After the head converges, also train the backbone's last N layers that have weights ('all': every one). */
+  fineTune?: number | 'all';
+  /** Epochs of whole-network fine-tuning on images (onnx engine; default 3). */
+  fineTuneEpochs?: number;
   /** The same counted in VGG blocks (block5 first). */
   fineTuneBlocks?: number;
   /** Learning rate while fine-tuning (default lr/10). */
@@ -86,6 +89,10 @@ export interface TrainResult {
   backend: string;
   /** What trained the head: onnxruntime (`onnx`) or tfjs (`tfjs`, on `backend`). */
   headEngine: HeadEngine;
+  /** The whole-network stage, or null without one. */
+  fineTune: FineTuneSummary | null;
+  /** The fine-tuned backbone as ONNX, for the bundle (when fine-tuning beat the frozen start). */
+  backboneOnnx?: Uint8Array;
 }
 
 function checkNumber(name: string, value: number, ok: (v: number) => boolean, rule: string): number {
@@ -281,7 +288,7 @@ function rangeTest(trainSet: FeatureSet, classes: number, o: TrainOptions & type
   return lrRangeTest(trainSet, classes, { hidden: o.hidden, dropout: o.dropout, seed: o.seed, batchSize: o.batchSize, engine });
 }
 
-const isFineTuning = (o: TrainOptions) => (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
+const isFineTuning = (o: TrainOptions) => o.fineTune === 'all' || (o.fineTune ?? 0) > 0 || (o.fineTuneBlocks ?? 0) > 0;
 
 function withDefaults(options: TrainOptions) {
   const defaults = isFineTuning(options) ? { ...TRAIN_DEFAULTS, ...FINE_TUNE_DEFAULTS } : TRAIN_DEFAULTS;
@@ -306,17 +313,25 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
 
   const parts = backboneParts(o);
   const fineTuning = isFineTuning(o);
+  // The whole network trains on onnxruntime; --engine tfjs keeps the tfjs path (pointwise layers on wasm, all on tfjs-node).
+  const wholeNetwork = fineTuning && o.engine !== 'tfjs' && (await resolveHeadEngine(o.engine)) === 'onnx';
+  if (!wholeNetwork && o.augment.some((a) => a === 'vflip' || a === 'rot90')) throw new UsageError('--augment vflip and rot90 act while fine-tuning the whole network: add --fine-tune all (onnx engine), or use flip and crop');
+  if (fineTuning && !wholeNetwork && o.fineTune === 'all') throw new UsageError('--fine-tune all runs on the onnx engine: leave out --engine tfjs, or give a number of layers');
+  const fineTuneEpochs = o.fineTuneEpochs ?? FINE_TUNE_DEFAULTS.fineTuneEpochs;
+  if (wholeNetwork) checkNumber('--fine-tune-epochs', fineTuneEpochs, (v) => Number.isInteger(v) && v >= 1, 'a whole number ≥ 1');
   let plan: FineTunePlan | undefined;
   let planOwner: Backbone | undefined;
   if (fineTuning) {
     if (parts.length > 1) throw new UsageError('--fine-tune works with one backbone, not fused ones');
     if (o.pooling === 'avgmax') throw new UsageError('--fine-tune works with --pooling avg, max or flatten, not avgmax');
     if (o.ensemble > 1) throw new UsageError('--ensemble works on frozen features; leave it out with --fine-tune');
+  }
+  if (fineTuning && !wholeNetwork) {
     // The frozen part ends at the cut: that is the layer whose output is extracted and cached.
     const backend = await initBackend(o.backend);
     planOwner = await loadBackbone(parts[0].backbone, { ...parts[0], onProgress });
     try {
-      plan = planFineTune(planOwner.model, planOwner.layer, { layers: o.fineTune, blocks: o.fineTuneBlocks, backend });
+      plan = planFineTune(planOwner.model, planOwner.layer, { layers: o.fineTune === 'all' ? undefined : o.fineTune, blocks: o.fineTuneBlocks, backend });
     } catch (err) {
       planOwner.model.dispose();
       throw err;
@@ -365,8 +380,25 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       : headEngine === 'onnx'
         ? await trainHeadsOnnx(trainSet, valid, dataset.classes.length, { ...headOptions, threads: o.threads }, o.ensemble)
         : await trainEnsemble(trainSet, valid, dataset.classes.length, headOptions, o.ensemble);
+    const first = source.parts[0].backbone;
+    const stage = wholeNetwork
+      ? await fineTuneStage(source.parts[0], dataset.train, dataset.valid, trained.model, {
+          layers: o.fineTuneBlocks && 'model' in first ? blockLayerCount(first.model, first.layer, o.fineTuneBlocks) : o.fineTune!,
+          epochs: fineTuneEpochs,
+          lr: o.fineTuneLr ?? lr / 10,
+          batchSize: o.batchSize,
+          seed: o.seed,
+          patience: o.patience,
+          augments: o.augment,
+          threads: o.threads,
+          signal: o.signal,
+          onProgress,
+        })
+      : undefined;
     const trainSeconds = (performance.now() - started) / 1000;
-    const calibration = o.calibrate && validSet.n >= MIN_CALIBRATION_IMAGES ? calibrate(trained.model, validSet) : { temperature: 1, valLoss: undefined };
+    // After fine-tuning, the temperature is fitted on features of the trained network.
+    const calibrationSet = stage?.validFeatures ?? validSet;
+    const calibration = o.calibrate && calibrationSet.n >= MIN_CALIBRATION_IMAGES ? calibrate(trained.model, calibrationSet) : { temperature: 1, valLoss: undefined };
     const best = trained.final ?? trained.history[trained.bestEpoch - 1] ?? trained.history[trained.history.length - 1];
     const bestEpochs = trained.members?.map((m) => m.bestEpoch);
     onProgress?.({ status: 'done', task: 'train', message: bestEpochs ? `best epochs ${bestEpochs.join(', ')} (${bestEpochs.length} heads merged)` : `best epoch ${trained.bestEpoch} of ${trained.history.length}` });
@@ -393,7 +425,11 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         augmentCopies: o.augment.includes('crop') ? o.augmentCopies : undefined,
         calibrate: o.calibrate,
         ensemble: o.ensemble,
-        fineTune: plan ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? lr / 10, pooling: o.pooling } : null,
+        fineTune: plan
+          ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? lr / 10, pooling: o.pooling }
+          : stage
+            ? { engine: 'onnx', layers: stage.summary.layers, lr: o.fineTuneLr ?? lr / 10, epochs: fineTuneEpochs, bestEpoch: stage.summary.bestEpoch, pooling: o.pooling }
+            : null,
         lr,
         lrFind: lrFind ? { suggested: lrFind.suggested, minimum: lrFind.minimum } : null,
         epochs: o.epochs,
@@ -407,9 +443,9 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       },
       counts,
       metrics: {
-        valAccuracy: best.valAccuracy,
-        valLoss: calibration.valLoss ?? best.valLoss,
-        valLossUncalibrated: best.valLoss,
+        valAccuracy: stage?.backboneOnnx ? (stage.summary.valAccuracyAfter ?? undefined) : best.valAccuracy,
+        valLoss: calibration.valLoss ?? (stage?.backboneOnnx ? (stage.summary.valLossAfter ?? undefined) : best.valLoss),
+        valLossUncalibrated: stage?.backboneOnnx ? (stage.summary.valLossAfter ?? undefined) : best.valLoss,
         trainAccuracy: best.accuracy,
         trainLoss: best.loss,
         epochs: trained.history.length,
@@ -433,6 +469,8 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       device: deviceOf(source),
       backend: source.backend,
       headEngine,
+      fineTune: stage?.summary ?? null,
+      backboneOnnx: stage?.backboneOnnx,
     };
   } finally {
     await source.close();

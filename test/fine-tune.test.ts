@@ -44,8 +44,8 @@ before(async () => {
 });
 after(() => rm(tmp, { recursive: true, force: true }));
 
-test('--fine-tune 2 trains pw + pw_bn with the head; the bundle starts at the cut and predicts as trained', { timeout: 120_000 }, async () => {
-  const result = await train(data, { backbone, fineTune: 2, epochs: 4, cacheDir: path.join(tmp, 'cache'), seed: 3 });
+test('--engine tfjs --fine-tune 2 trains pw + pw_bn with the head; the bundle starts at the cut and predicts as trained', { timeout: 120_000 }, async () => {
+  const result = await train(data, { backbone, engine: 'tfjs', fineTune: 2, epochs: 4, cacheDir: path.join(tmp, 'cache'), seed: 3 });
   const training = result.manifest.training as { fineTune: { layers: string[] } };
   assert.deepEqual(training.fineTune.layers, ['pw', 'pw_bn', 'feat']);
   assert.equal(result.manifest.backbones[0].layer, 'pool1', 'the frozen part ends before the unfrozen layers');
@@ -67,12 +67,12 @@ test('--fine-tune 2 trains pw + pw_bn with the head; the bundle starts at the cu
 });
 
 test('--fine-tune through a 3×3 convolution on the wasm backend is refused with what to do', async () => {
-  await assert.rejects(train(data, { backbone, layer: 'feat', fineTune: 3, backend: 'wasm', epochs: 1, cacheDir: false }), (err: unknown) => {
+  await assert.rejects(train(data, { backbone, engine: 'tfjs', layer: 'feat', fineTune: 3, backend: 'wasm', epochs: 1, cacheDir: false }), (err: unknown) => {
     assert.ok(err instanceof UsageError);
     assert.match(err.message, /conv1 \(Conv2D\) needs tfjs-node/);
     return true;
   });
-  await assert.rejects(train(data, { backbone, layer: 'feat', fineTune: 4, epochs: 1, cacheDir: false }), /preceded by 4 layers with weights, and one must stay frozen; fine-tune at most 3/);
+  await assert.rejects(train(data, { backbone, engine: 'tfjs', layer: 'feat', fineTune: 4, epochs: 1, cacheDir: false }), /preceded by 4 layers with weights, and one must stay frozen; fine-tune at most 3/);
 });
 
 test('--fine-tune defaults to one head on average pooling, and refuses avgmax or an ensemble when asked for', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '../tf.ts';
@@ -9,6 +10,8 @@ export interface LoadedBundle {
   dir: string;
   manifest: Manifest;
   head: tf.LayersModel;
+  /** Per backbone record: the fine-tuned network's ONNX bytes (checksum verified), or undefined for the original weights. */
+  backboneOnnx?: (Uint8Array | undefined)[];
 }
 
 /** Reads and checks a bundle: JSON and weights only; nothing in it is executed. */
@@ -56,5 +59,30 @@ export async function loadBundle(dir: string): Promise<LoadedBundle> {
     head.dispose();
     throw new ModelFileError(`${headJson} has ${outputs} outputs but ${manifestPath} lists ${manifest.classes.length} classes; re-train the model`);
   }
-  return { dir, manifest, head };
+  try {
+    const backboneOnnx = await Promise.all(manifest.backbones.map((b) => (b.onnx ? readTrainedBackbone(dir, manifestPath, b.onnx) : undefined)));
+    return { dir, manifest, head, backboneOnnx };
+  } catch (err) {
+    head.dispose();
+    throw err;
+  }
+}
+
+/** A fine-tuned backbone's ONNX file, refused unless it is inside the bundle and has the recorded sha256. */
+async function readTrainedBackbone(dir: string, manifestPath: string, onnx: { file: string; sha256: string }): Promise<Uint8Array> {
+  const file = path.resolve(dir, String(onnx.file));
+  if (path.isAbsolute(String(onnx.file)) || path.relative(path.resolve(dir), file).startsWith('..')) {
+    throw new ModelFileError(`${manifestPath}: backbone path "${onnx.file}" points outside the model folder; refusing to read it`);
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new ModelFileError(`${file}: the fine-tuned backbone cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); the model ${dir} is damaged: re-train it`, { cause: err });
+  }
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (sha256 !== onnx.sha256) {
+    throw new ModelFileError(`${file} has sha256 ${sha256.slice(0, 12)}…, not the ${String(onnx.sha256).slice(0, 12)}… recorded in ${manifestPath}: the fine-tuned backbone was changed; restore it or re-train`);
+  }
+  return bytes;
 }

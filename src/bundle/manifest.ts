@@ -7,6 +7,8 @@ import type { EpochRecord } from '../head/train.ts';
 export const BUNDLE_FORMAT = 'finetune-model';
 export const BUNDLE_VERSION = 1;
 export const MANIFEST_FILE = 'finetune.json';
+/** A fine-tuned backbone's network, beside the head's model.json. */
+export const BACKBONE_ONNX_FILE = 'backbone.onnx';
 
 export interface BackboneRecord {
   /** Registry name or absolute path of the network. */
@@ -19,6 +21,8 @@ export interface BackboneRecord {
   inputSize: [number, number];
   resize: ResizeMode;
   featureSize: number;
+  /** A fine-tuned backbone: its trained network (images NHWC → pooled features) as ONNX inside the bundle, used instead of the original weights. */
+  onnx?: { file: string; sha256: string };
 }
 
 export interface Manifest {

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '../tf.ts';
 import { FinetuneError } from '../errors.ts';
 import { reasonOf } from '../fs-reasons.ts';
-import { MANIFEST_FILE, type Manifest } from './manifest.ts';
+import { BACKBONE_ONNX_FILE, MANIFEST_FILE, type Manifest } from './manifest.ts';
 
 async function writeDurably(file: string, data: string | Uint8Array): Promise<void> {
   const handle = await open(file, 'w');
@@ -61,7 +61,7 @@ export async function writeLayersModel(dir: string, model: tf.LayersModel): Prom
  * an atomic rename. A kill before that rename leaves the previous model whole; two writers
  * each point the manifest at their own complete head, never at a mix.
  */
-export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Omit<Manifest, 'head'>): Promise<string> {
+export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Omit<Manifest, 'head'>, opts: { backboneOnnx?: Uint8Array } = {}): Promise<string> {
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
@@ -75,7 +75,15 @@ export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Om
   try {
     await mkdir(headPath);
     await writeLayersModel(headPath, head);
-    const full: Manifest = { ...manifest, head: `${headDir}/model.json` } as Manifest;
+    // The trained backbone lives in the head's folder, so the manifest's rename commits both at once.
+    let backbones = manifest.backbones;
+    if (opts.backboneOnnx) {
+      await writeDurably(path.join(headPath, BACKBONE_ONNX_FILE), opts.backboneOnnx);
+      await syncDir(headPath);
+      const sha256 = createHash('sha256').update(opts.backboneOnnx).digest('hex');
+      backbones = backbones.map((b, i) => (i === 0 ? { ...b, onnx: { file: `${headDir}/${BACKBONE_ONNX_FILE}`, sha256 } } : b));
+    }
+    const full: Manifest = { ...manifest, backbones, head: `${headDir}/model.json` } as Manifest;
     await writeDurably(tmp, JSON.stringify(full, null, 2) + '\n');
     await rename(tmp, path.join(dir, MANIFEST_FILE));
     renamed = true;

@@ -6,7 +6,7 @@ import { formatPercent, printInfo, printJson, printResult, printSkipped } from '
 import { runCommand } from './run.ts';
 import { shellQuote } from './shell-quote.ts';
 import { POOLINGS, type Pooling } from '../engines/types.ts';
-import { FINE_TUNE_DEFAULTS } from '../defaults.ts';
+import { AUGMENTS, FINE_TUNE_DEFAULTS, type Augment } from '../defaults.ts';
 
 export interface TrainFlags extends EngineFlags {
   backbone: string[];
@@ -18,7 +18,8 @@ export interface TrainFlags extends EngineFlags {
   augmentCopies: number;
   ensemble?: number;
   calibrate: boolean;
-  fineTune?: number;
+  fineTune?: number | 'all';
+  fineTuneEpochs?: number;
   fineTuneBlocks?: number;
   fineTuneLr?: number;
   pooling?: Pooling;
@@ -76,9 +77,13 @@ function parseLr(value: string): number | 'auto' {
   return value === 'auto' ? 'auto' : positive('--lr')(value);
 }
 
-function checkAugment(name: string): 'flip' | 'crop' {
-  if (name !== 'flip' && name !== 'crop') throw new UsageError(`--augment ${name}: the variants available are: flip, crop`);
-  return name;
+function checkAugment(name: string): Augment {
+  if (!(AUGMENTS as readonly string[]).includes(name)) throw new UsageError(`--augment ${name}: the variants available are: ${AUGMENTS.join(', ')}`);
+  return name as Augment;
+}
+
+function parseFineTune(value: string): number | 'all' {
+  return value === 'all' ? 'all' : count('--fine-tune')(value);
 }
 
 /** The flags of train (also taken by lr-find): data, backbone, head, engine, cache. */
@@ -108,9 +113,10 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .option('--batch-size <n>', 'head training batch size', count('--batch-size'), defaults.batchSize)
     .option('--patience <n>', 'stop after this many epochs without a better validation loss (best weights kept)', count('--patience'), defaults.patience)
     .addOption(new Option('--class-weight <mode>', 'loss weights per class (auto: balanced when the largest class is > 1.5× the smallest)').choices(['auto', 'balanced', 'none']).default(defaults.classWeight))
-    .option('--augment <list>', 'also train on variants of each training image, features cached per variant: flip, crop (random 75–100% crops)')
+    .option('--augment <list>', 'flip, crop: also train the head on these variants of each image (features cached per variant; crop = random 75–100% crops); with --fine-tune all|N also drawn afresh each epoch while fine-tuning, with vflip and rot90 (satellite, microscope) and crop = random resized crop')
     .option('--augment-copies <k>', 'random crops per training image with --augment crop', count('--augment-copies', 20), defaults.augmentCopies)
-    .option('--fine-tune <n>', "after the head converges, also train the backbone's last n layers with weights (tfjs engine)", count('--fine-tune'))
+    .option('--fine-tune <n|all>', "after the head converges, also train the whole backbone (all) or its last n layers with weights on images, on onnxruntime (--engine tfjs: the old tfjs path, n only)", parseFineTune)
+    .option('--fine-tune-epochs <n>', `epochs of fine-tuning on images, best validation loss kept (default: ${FINE_TUNE_DEFAULTS.fineTuneEpochs})`, count('--fine-tune-epochs'))
     .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', count('--fine-tune-blocks'))
     .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', positive('--fine-tune-lr'))
     .addOption(
@@ -135,6 +141,7 @@ export function trainOptions(flags: TrainFlags, defaults: Defaults) {
     calibrate: flags.calibrate,
     ensemble: flags.ensemble,
     fineTune: flags.fineTune,
+    fineTuneEpochs: flags.fineTuneEpochs,
     fineTuneBlocks: flags.fineTuneBlocks,
     fineTuneLr: flags.fineTuneLr,
     pooling: flags.pooling,
@@ -205,6 +212,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
           device: result.device,
           backend: result.backend,
           headEngine: result.headEngine,
+          fineTune: result.fineTune,
           skipped: result.skipped,
           warnings: result.warnings,
           report: flags.report ?? null,
@@ -219,6 +227,11 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
         printResult(
           `time      features ${result.timing.featuresSeconds.toFixed(1)} s (${result.timing.imagesPerSecond.toFixed(1)} images/s, ${result.cache.hits} cached, ${result.engine}/${result.device}), head ${result.timing.trainSeconds.toFixed(1)} s (${result.headEngine === 'onnx' ? 'onnx' : `tfjs-${result.backend}`})`,
         );
+        const ft = result.fineTune;
+        if (ft) {
+          const change = ft.bestEpoch > 0 ? `valid accuracy ${formatPercent(ft.valAccuracyBefore ?? undefined)} → ${formatPercent(ft.valAccuracyAfter ?? undefined)}, log loss ${ft.valLossBefore?.toFixed(4) ?? '-'} → ${ft.valLossAfter?.toFixed(4) ?? '-'}` : 'no epoch beat the frozen backbone on validation loss; kept it';
+          printResult(`fine-tune ${ft.layers.length} layers, ${ft.epochs} epochs (best ${ft.bestEpoch}) on ${ft.engine}/${ft.device} at ${ft.imagesPerSecond.toFixed(1)} images/s: ${change}`);
+        }
         printSkipped(out, result.skipped);
         printInfo(out, `predict with: finetune predict --model ${shellQuote(outDir)} IMAGE...`);
       }

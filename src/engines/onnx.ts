@@ -32,6 +32,18 @@ export function checkDevice(opts: { device?: string }): void {
   }
 }
 
+/**
+ * A FeatureExtractor over a graph in the exporter's form (NHWC `images` → pooled `features`):
+ * a fine-tuned backbone stored in a bundle.
+ */
+export async function createOnnxExtractorFromBytes(
+  bytes: Uint8Array,
+  opts: { featureSize: number; inputSize: readonly [number, number]; threads?: number; device?: ExtractorOptions['device'] },
+): Promise<FeatureExtractor> {
+  checkDevice(opts);
+  return extractorFromGraph(bytes, { featureSize: opts.featureSize, inputSize: opts.inputSize, inputName: INPUT_NAME, outputName: OUTPUT_NAME, label: 'the fine-tuned backbone' }, opts);
+}
+
 export interface FeatureGraph {
   featureSize: number;
   inputSize: readonly [number, number];
@@ -133,7 +145,8 @@ class OnnxWorker {
       worker.on('message', onMessage);
       worker.once('error', reject);
     });
-    const copy = bytes.slice();
+    // A copy of its own to transfer (a Buffer's slice() would share, and the transfer detach, the caller's memory).
+    const copy = new Uint8Array(bytes);
     worker.postMessage({ type: 'init', bytes: copy, options }, [copy.buffer]);
     try {
       await ready;

@@ -48,6 +48,8 @@ export interface ExportResult {
 export async function exportModel(model: FinetuneModel, out: string, opts: ExportOptions = {}): Promise<ExportResult> {
   const format = opts.format ?? 'onnx';
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--format ${format}: use one of ${EXPORT_FORMATS.join(', ')}`);
+  // The trained network exists only as ONNX in the bundle; the exporter rebuilds from tfjs layers.
+  if (model.manifest.backbones.some((b) => b.onnx)) throw new UsageError(`${model.dir} holds a fine-tuned backbone, which export does not handle yet; predict, evaluate and serve use it as it is`);
   const tmp = await claimOutput(out);
   const progress = opts.onProgress;
   try {
@@ -57,7 +59,7 @@ export async function exportModel(model: FinetuneModel, out: string, opts: Expor
     let inputSize: [number, number];
     try {
       const [first] = source.parts;
-      inputSize = [...first.backbone.inputSize];
+      inputSize = [first.backbone.inputSize[0], first.backbone.inputSize[1]];
       const odd = source.parts.find((p) => p.backbone.inputSize.join('x') !== inputSize.join('x') || p.resize !== first.resize);
       if (odd) {
         throw new UsageError(

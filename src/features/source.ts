@@ -1,4 +1,4 @@
-import { loadAnyBackbone, type AnyBackbone } from '../backbones/resolve.ts';
+import { loadAnyBackbone, type AnyBackbone, type Backbone } from '../backbones/resolve.ts';
 import type { ResizeMode } from '../data/image.ts';
 import type { Preprocess } from '../data/preprocess.ts';
 import { TRAIN_DEFAULTS } from '../defaults.ts';
@@ -26,7 +26,23 @@ export interface BackboneChoice {
   download?: boolean;
   /** The backbone a model was trained with (predict, evaluate): another network is refused by its checksum. */
   trainedWith?: { id: string; checksum: string };
+  /** A fine-tuned backbone from a bundle: this ONNX network runs instead of the original weights (which need not exist). */
+  trained?: TrainedBackbone;
 }
+
+/** The network a bundle's fine-tuning produced: images NHWC → pooled features, as ONNX. */
+export interface TrainedBackbone {
+  bytes: Uint8Array;
+  sha256: string;
+  /** Where it was read from (messages). */
+  file: string;
+  /** sha256 of the original weights it was trained from (the bundle's record). */
+  checksum: string;
+  featureSize: number;
+}
+
+/** A backbone as a feature source holds it: a network, an ONNX file, or (a bundle's fine-tuned ONNX network running instead) only its record. */
+export type SourceBackbone = AnyBackbone | Omit<Backbone, 'model'>;
 
 export interface EngineSettings {
   engine?: EngineChoice;
@@ -41,7 +57,7 @@ export interface EngineSettings {
 
 /** Backbone, extractor and cache for one feature spec: shared by train, predict and evaluate. */
 export interface FeatureSource {
-  backbone: AnyBackbone;
+  backbone: SourceBackbone;
   extractor: FeatureExtractor;
   pooling: Pooling;
   resize: ResizeMode;
@@ -58,11 +74,10 @@ export async function openFeatureSource(
   cacheWarning: CacheWarning = cacheWarningFor(onProgress),
 ): Promise<FeatureSource> {
   const backend = await initBackend(settings.backend ?? TRAIN_DEFAULTS.backend);
-  onProgress?.({ status: 'initiate', task: 'backbone', message: `loading backbone ${spec}` });
-  const backbone = await loadAnyBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
+  onProgress?.({ status: 'initiate', task: 'backbone', message: choice.trained ? `loading fine-tuned backbone ${choice.trained.file}` : `loading backbone ${spec}` });
   const pooling = choice.pooling ?? TRAIN_DEFAULTS.pooling;
   const resize = choice.resize ?? TRAIN_DEFAULTS.resize;
-  const extractor = await openExtractor(backbone, pooling, settings, onProgress);
+  const { backbone, extractor } = choice.trained ? await openTrainedBackbone(spec, choice, choice.trained, settings) : await openBackbone(spec, choice, settings, pooling, onProgress);
   onProgress?.({ status: 'done', task: 'backbone', message: `${backbone.id} → ${backbone.layer} (${pooling}, ${extractor.featureSize} features) on ${extractor.engine}/${extractor.device}` });
   const caches = new Map<string, Awaited<ReturnType<typeof openFeatureStore>>>();
   const storeFor = async (variant: Variant | undefined) => {
@@ -70,7 +85,8 @@ export async function openFeatureSource(
     if (!caches.has(key)) {
       const featureSpec = {
         backbone: backbone.id,
-        weightsChecksum: backbone.checksum,
+        // A fine-tuned network computes other features than the weights it started from.
+        weightsChecksum: choice.trained ? `onnx:${choice.trained.sha256}` : backbone.checksum,
         layer: backbone.layer,
         pooling,
         preprocess: backbone.preprocess,
@@ -109,6 +125,20 @@ export async function openFeatureSource(
   };
 }
 
+async function openBackbone(spec: string, choice: BackboneChoice, settings: EngineSettings, pooling: Pooling, onProgress?: OnProgress): Promise<{ backbone: SourceBackbone; extractor: FeatureExtractor }> {
+  const backbone = await loadAnyBackbone(spec, { ...choice, download: choice.download ?? settings.download, onProgress });
+  return { backbone, extractor: await openExtractor(backbone, pooling, settings, onProgress) };
+}
+
+/** A bundle's fine-tuned network runs on onnxruntime whatever --engine says: it exists only as ONNX. */
+async function openTrainedBackbone(spec: string, choice: BackboneChoice, trained: TrainedBackbone, settings: EngineSettings): Promise<{ backbone: SourceBackbone; extractor: FeatureExtractor }> {
+  if (!choice.layer || !choice.preprocess || !choice.inputSize) throw new Error('a fine-tuned backbone needs its layer, preprocessing and input size from the bundle');
+  const { createOnnxExtractorFromBytes } = await import('../engines/onnx.ts');
+  const extractor = await createOnnxExtractorFromBytes(trained.bytes, { featureSize: trained.featureSize, inputSize: choice.inputSize, threads: settings.threads, device: settings.device });
+  const backbone: SourceBackbone = { id: spec, source: trained.file, layer: choice.layer, preprocess: choice.preprocess, inputSize: [choice.inputSize[0], choice.inputSize[1]], checksum: trained.checksum };
+  return { backbone, extractor };
+}
+
 function cacheWarningFor(onProgress: OnProgress | undefined): CacheWarning {
   return cacheWarningOnce((message, dir) => onProgress?.({ status: 'warn', task: 'cache', message, path: dir }));
 }
@@ -137,7 +167,7 @@ async function openExtractor(backbone: AnyBackbone, pooling: Pooling, settings: 
 
 /** What a bundle records of each backbone its features came from. */
 export interface BackbonePart {
-  backbone: AnyBackbone;
+  backbone: SourceBackbone;
   extractor: FeatureExtractor;
   pooling: Pooling;
   resize: ResizeMode;

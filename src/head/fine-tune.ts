@@ -54,7 +54,7 @@ export function planFineTune(model: tf.LayersModel, featureLayer: string, opts: 
 }
 
 /** VGG-style names (block5_conv3): the layers with weights in the last K blocks up to the feature layer. */
-function blockLayerCount(model: tf.LayersModel, featureLayer: string, blocks: number): number {
+export function blockLayerCount(model: tf.LayersModel, featureLayer: string, blocks: number): number {
   const upTo = model.layers.slice(0, model.layers.findIndex((l) => l.name === featureLayer) + 1);
   const numbers = upTo.map((l) => /^block(\d+)_/.exec(l.name)?.[1]).filter((b): b is string => b !== undefined).map(Number);
   if (numbers.length === 0) throw new UsageError('--fine-tune-blocks needs a network with blockN_ layer names (VGG); use --fine-tune N');
