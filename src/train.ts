@@ -1,5 +1,6 @@
 import * as tf from './tf.ts';
-import { loadBackbone, type Backbone } from './backbones/resolve.ts';
+import { loadBackbone, onnxFeaturesOnly, type Backbone } from './backbones/resolve.ts';
+import { isOnnxPath } from './backbones/onnx-file.ts';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, type BackboneRecord, type Manifest } from './bundle/manifest.ts';
 import type { Skipped } from './data/files.ts';
 import { loadDataset, type Dataset, type Layout, type Sample } from './data/layout.ts';
@@ -323,6 +324,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
   let planOwner: Backbone | undefined;
   if (fineTuning) {
     if (parts.length > 1) throw new UsageError('--fine-tune works with one backbone, not fused ones');
+    if (isOnnxPath(parts[0].backbone)) throw onnxFeaturesOnly(parts[0].backbone);
     if (o.pooling === 'avgmax') throw new UsageError('--fine-tune works with --pooling avg, max or flatten, not avgmax');
     if (o.ensemble > 1) throw new UsageError('--ensemble works on frozen features; leave it out with --fine-tune');
   }

@@ -131,14 +131,16 @@ describe('fine-tuning on onnxruntime', () => {
         await trainer.logits(batch, 64);
       }
     };
+    // Two warm-up epochs: the allocator's first growth is not a leak (one warm-up left 15 MB of noise under load).
+    await epoch();
     await epoch();
     global.gc?.();
     const start = process.memoryUsage().rss;
-    for (let e = 0; e < 4; e++) await epoch();
+    for (let e = 0; e < 6; e++) await epoch();
     global.gc?.();
     const grown = (process.memoryUsage().rss - start) / 2 ** 20;
     await trainer.dispose();
-    // 400 runs with ≈ 75 KB of gradients each: keeping the outputs alone would add ≈ 30 MB.
-    assert.ok(grown < 15, `RSS grew ${grown.toFixed(1)} MB over 4 epochs of 100 runs`);
+    // 600 runs with ≈ 75 KB of gradients each: keeping the outputs alone would add ≈ 45 MB.
+    assert.ok(grown < 20, `RSS grew ${grown.toFixed(1)} MB over 6 epochs of 100 runs`);
   });
 });

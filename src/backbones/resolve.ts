@@ -14,6 +14,11 @@ export type { OnnxBackbone } from './onnx-file.ts';
 /** A network that gives features: a tfjs layers model (registry, tfjs folder, .h5) or an ONNX file. */
 export type AnyBackbone = Backbone | OnnxBackbone;
 
+/** What an ONNX file cannot do: its graph runs as it is, so there are no layers to train or rebuild. */
+export function onnxFeaturesOnly(spec: string): UsageError {
+  return new UsageError(`--backbone ${spec}: an ONNX backbone gives features only (train, predict, evaluate, lr-find, models export); fine-tuning and tfjs export need a tfjs folder or Keras .h5`);
+}
+
 export interface Backbone {
   /** Registry name (`vgg16`) or the absolute path the network was loaded from. */
   id: string;
@@ -169,7 +174,7 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
     ({ model, checksum } = await loadKerasModel(full, { inputSize: opts.inputSize }));
     kind = 'keras';
   } else if (isOnnxPath(full)) {
-    throw new UsageError(`--backbone ${spec}: an ONNX backbone gives features only (train, predict, evaluate, lr-find, models export); fine-tuning and tfjs export need a tfjs folder or Keras .h5`);
+    throw onnxFeaturesOnly(spec);
   } else {
     throw new UsageError(`--backbone ${spec}: expected a tfjs model folder (model.json), a Keras .h5 file or an ONNX .onnx file`);
   }
