@@ -6,6 +6,7 @@ import { buildOnnxGraph, INPUT_NAME, OUTPUT_NAME } from '../src/engines/onnx-exp
 import { OnnxTrainer } from '../src/engines/onnx-trainer.ts';
 import { fineTuneLoop, type ImageSource } from '../src/fine-tune/loop.ts';
 import { createRng } from '../src/data/random.ts';
+import { collectGarbage } from './fixtures/gc.ts';
 
 const SIZE = 12;
 /** Validation images: enough that a frozen network's chance accuracy stays well below the bar. */
@@ -134,10 +135,14 @@ describe('fine-tuning on onnxruntime', () => {
     // Two warm-up epochs: the allocator's first growth is not a leak (one warm-up left 15 MB of noise under load).
     await epoch();
     await epoch();
-    global.gc?.();
+    collectGarbage();
     const start = process.memoryUsage().rss;
-    for (let e = 0; e < 6; e++) await epoch();
-    global.gc?.();
+    // Collected after each epoch: disposed outputs' native buffers are freed by their finalizers.
+    for (let e = 0; e < 6; e++) {
+      await epoch();
+      collectGarbage();
+    }
+    collectGarbage();
     const grown = (process.memoryUsage().rss - start) / 2 ** 20;
     await trainer.dispose();
     // 600 runs with ≈ 75 KB of gradients each: keeping the outputs alone would add ≈ 45 MB.
