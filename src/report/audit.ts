@@ -3,10 +3,9 @@
  * each label issue beside its nearest images of the given and of the suggested class, the
  * near-duplicate pairs side by side, and the outliers beside their nearest images.
  */
-import { basename, esc, isDataImage, percent } from './html.ts';
+import { basename, esc, isDataImage, percent, reportPage } from './html.ts';
 import { STYLES } from './styles.ts';
 
-const CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
 
 export interface AuditThumb {
   path: string;
@@ -122,27 +121,12 @@ export function renderAuditReport(input: AuditReportInput): string {
   ]
     .map(([id, name]) => `<a href="#${id}">${name}</a>`)
     .join('');
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="${CSP}">
-<meta name="generator" content="finetune">
-<title>${esc(input.title)}</title>
-<style>${STYLES}${AUDIT_STYLES}</style>
-</head>
-<body>
-<main>
-<header class="top"><div><h1>${esc(input.title)}</h1><p class="subtitle">${c.images} images · ${input.classes.length} classes (${input.classes.map(esc).join(', ')}) · generated ${esc(input.generatedAt)}</p></div></header>
-<nav>${nav}</nav>
-${summary}
-${labelSection}
-${duplicateSection}
-${outlierSection}
-<footer>Made by finetune audit · one self-contained file: no scripts, nothing loaded from the network. finetune never moves or deletes your files: edit the fix list and train with --exclude.</footer>
-</main>
-</body>
-</html>
-`;
+  return reportPage({
+    title: input.title,
+    styles: STYLES + AUDIT_STYLES,
+    subtitle: `${c.images} images · ${input.classes.length} classes (${input.classes.map(esc).join(', ')}) · generated ${esc(input.generatedAt)}`,
+    nav,
+    body: `${summary}\n${labelSection}\n${duplicateSection}\n${outlierSection}`,
+    footer: 'Made by finetune audit · one self-contained file: no scripts, nothing loaded from the network. finetune never moves or deletes your files: edit the fix list and train with --exclude.',
+  });
 }

@@ -34,3 +34,30 @@ export function basename(path: string): string {
 export function isDataImage(uri: string): boolean {
   return /^data:image\/(?:jpeg|png|webp|gif|avif);base64,[A-Za-z0-9+/]+={0,2}$/.test(uri);
 }
+
+/** Nothing but inline styles and data: images, so a report opened from anywhere loads nothing. */
+const CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
+
+/** The page every finetune report is: one self-contained HTML file, no script. */
+export function reportPage(p: { title: string; styles: string; subtitle: string; nav: string; body: string; footer: string }): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="${CSP}">
+<meta name="generator" content="finetune">
+<title>${esc(p.title)}</title>
+<style>${p.styles}</style>
+</head>
+<body>
+<main>
+<header class="top"><div><h1>${esc(p.title)}</h1><p class="subtitle">${p.subtitle}</p></div></header>
+<nav>${p.nav}</nav>
+${p.body}
+<footer>${p.footer}</footer>
+</main>
+</body>
+</html>
+`;
+}

@@ -6,11 +6,10 @@
 import type { Evaluation } from '../metrics/index.ts';
 import { COLORS, confusionHeatmap, lineChart, reliabilityDiagram } from './charts.ts';
 import { planGalleries, type ClassGallery } from './gallery.ts';
-import { basename, esc, fixed, isDataImage, percent } from './html.ts';
+import { basename, esc, fixed, isDataImage, percent, reportPage } from './html.ts';
 import { STYLES } from './styles.ts';
 import type { EpochRecord, ReportImage, ReportInput } from './types.ts';
 
-const CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'";
 const MAX_SKIPPED_ROWS = 500;
 
 interface Section {
@@ -265,24 +264,12 @@ export function renderReport(input: ReportInput): string {
 
   const nav = sections.map((s) => `<a href="#${s.id}">${esc(s.nav)}</a>`).join('');
   const subtitle = `${e.count} images · ${input.classes.length} classes (${input.classes.map(esc).join(', ')}) · generated ${esc(input.generatedAt)}`;
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="${CSP}">
-<meta name="generator" content="finetune">
-<title>${esc(input.title)}</title>
-<style>${STYLES}</style>
-</head>
-<body>
-<main>
-<header class="top"><div><h1>${esc(input.title)}</h1><p class="subtitle">${subtitle}</p></div></header>
-<nav>${nav}</nav>
-${sections.map((s) => s.html).join('\n')}
-<footer>Made by finetune · one self-contained file: no scripts, nothing loaded from the network.</footer>
-</main>
-</body>
-</html>
-`;
+  return reportPage({
+    title: input.title,
+    styles: STYLES,
+    subtitle,
+    nav,
+    body: sections.map((s) => s.html).join('\n'),
+    footer: 'Made by finetune · one self-contained file: no scripts, nothing loaded from the network.',
+  });
 }
