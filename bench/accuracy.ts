@@ -10,10 +10,10 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { evaluate } from '../src/evaluate.ts';
-import { saveModel } from '../src/model-io.ts';
-import { loadModel } from '../src/predict.ts';
-import { train, type TrainOptions } from '../src/train.ts';
+import { evaluate } from '../src/pipeline/evaluate.ts';
+import { saveModel } from '../src/bundle/save-model.ts';
+import { loadModel } from '../src/pipeline/predict.ts';
+import { train, type TrainOptions } from '../src/pipeline/train.ts';
 
 const shared = path.resolve('..', 'shared');
 const data = path.join(shared, 'data', 'dogscats');

@@ -41,7 +41,7 @@ export async function run(opts: { model: string; image: string }): Promise<Predi
   if (isRegistryName(b.id) || /\.(h5|hdf5|keras)$/i.test(b.id)) {
     // Split out of loadBackbone below: the HDF5 reader is a WebAssembly module compiled on first use.
     await time('import src/backbones/keras-h5.ts + h5wasm.ready', async () => {
-      await import('../src/backbones/keras-h5.ts');
+      await import('../src/formats/keras-h5.ts');
       const h5wasm = (await import('h5wasm/node')).default;
       await h5wasm.ready;
     });
@@ -56,7 +56,7 @@ export async function run(opts: { model: string; image: string }): Promise<Predi
   const features = await time('extractFeatures (1 image: read, hash, decode, engine)', () =>
     extractFeatures([opts.image], { extractor, preprocess: b.preprocess, resize: b.resize, batchSize: 1 }),
   );
-  const { headProbabilities } = await import('../src/predict.ts');
+  const { headProbabilities } = await import('../src/pipeline/predict.ts');
   await time('head probabilities (tfjs)', () => headProbabilities(model, features.features, 1, features.dim));
 
   // Anatomy of the heavy stages, timed again now that modules and files are warm.

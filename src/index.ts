@@ -1,29 +1,89 @@
-/** The finetune library: what the CLI uses, and nothing else. */
-export { train, TRAIN_DEFAULTS, type TrainOptions, type TrainResult, type ClassWeightMode } from './train.ts';
-export { predict, loadModel, type Prediction, type PredictOptions, type FinetuneModel } from './predict.ts';
-export { saveModel } from './model-io.ts';
-export { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.ts';
-export { writeReport } from './report-file.ts';
-export { loadBackbone, type Backbone } from './backbones/resolve.ts';
-export { REGISTRY } from './backbones/registry.ts';
-export { loadDataset, LAYOUTS, type Dataset, type Layout } from './data/layout.ts';
+/**
+ * The finetune library, and the one door to it: src/cli/ imports nothing else (test/layout.test.ts).
+ *
+ * Importing it is cheap. Choices, defaults, errors and types load at once; every function that
+ * needs tfjs, onnxruntime or sharp loads its module on its first call, so `finetune --help` and
+ * a script that only reads `TRAIN_DEFAULTS` never pay for the engines (≈ 0.5 s here).
+ */
+
+/** A function of a module loaded on first call; sync functions become async by the load. */
+type Lazy<F extends (...args: never[]) => unknown> = (...args: Parameters<F>) => Promise<Awaited<ReturnType<F>>>;
+
+function lazy<F extends (...args: never[]) => unknown>(load: () => Promise<F>): Lazy<F> {
+  return (async (...args: Parameters<F>) => ((await load()) as (...a: Parameters<F>) => unknown)(...args)) as Lazy<F>;
+}
+
+// Choices and defaults: the CLI's `.choices()` and `--help` defaults read these.
+export { TRAIN_DEFAULTS, FINE_TUNE_DEFAULTS, AUGMENTS, type Augment, type ClassWeightMode } from './defaults.ts';
+export { ENGINES, BACKENDS, POOLINGS, type EngineChoice, type BackendChoice, type Pooling, type Device } from './engines/types.ts';
+export { LAYOUTS, SPLITS, loadDataset, type Dataset, type Layout, type Split, type Sample } from './data/layout.ts';
 export { PREPROCESS_MODES, type Preprocess } from './data/preprocess.ts';
-export { ENGINES, type EngineChoice } from './engines/index.ts';
-export { BACKENDS, type BackendChoice } from './engines/backend.ts';
+export { EXPORT_FORMATS, type ExportFormat, type ExportedPreprocessing } from './export/types.ts';
+export { SERVE_DEFAULTS } from './serve/defaults.ts';
+export { AUDIT_DEFAULTS } from './audit/defaults.ts';
+export { LABEL_SCORES } from './audit/label-issues.ts';
+
+// Errors, progress events, places on disk.
 export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
-export { exportModel, EXPORT_FORMATS, type ExportFormat, type ExportOptions, type ExportResult, type ExportedPreprocessing } from './export/model-export.ts';
-export { createPredictor, type Predictor, type PredictorInput, type PredictorOptions } from './serve/predictor.ts';
-export { serve, SERVE_DEFAULTS, type ServeOptions, type ServeEvent, type PredictionServer } from './serve/server.ts';
-export { checkTrainOutputs, type TrainOutputs } from './output-checks.ts';
-export { doctor, type DoctorReport, type DoctorProbes } from './doctor.ts';
-export { fineTuneWholeNetwork, type WholeNetworkOptions, type WholeNetworkResult } from './fine-tune/whole-network.ts';
-export { fileImages, type FileImagesOptions } from './fine-tune/file-images.ts';
+export { finetuneHome, modelsDir, featureCacheDir, lastModelFile } from './paths.ts';
+export { packageVersion, packageVersions } from './package.ts';
+export { checkTrainOutputs, checkOutputFiles, type TrainOutputs } from './fs/output-checks.ts';
+
+// Light modules (no engine).
+export { FeatureCache, cacheFolderKind, type CacheInfo, type FeatureCacheOptions, type CacheAccess } from './features/cache.ts';
+export { doctor, type DoctorReport, type DoctorProbes } from './engines/doctor.ts';
+export { fixRows, formatFixList, readFixList, applyFixList, FIX_ACTIONS, type FixRow, type FixAction } from './audit/fix-list.ts';
+export type { Evaluation } from './metrics/index.ts';
+
+// Pipelines.
+export type { TrainOptions, TrainResult } from './pipeline/train.ts';
+export const train = lazy(async () => (await import('./pipeline/train.ts')).train);
+export const findLearningRate = lazy(async () => (await import('./pipeline/train.ts')).findLearningRate);
+export type { LrRangeResult } from './head/lr-range.ts';
+export type { Prediction, PredictOptions, FinetuneModel } from './pipeline/predict.ts';
+export const loadModel = lazy(async () => (await import('./pipeline/predict.ts')).loadModel);
+export const predict = lazy(async () => (await import('./pipeline/predict.ts')).predict);
+export type { EvaluateOptions, EvaluateResult } from './pipeline/evaluate.ts';
+export const evaluate = lazy(async () => (await import('./pipeline/evaluate.ts')).evaluate);
+export const saveModel = lazy(async () => (await import('./bundle/save-model.ts')).saveModel);
+export const writeReport = lazy(async () => (await import('./report/write-report.ts')).writeReport);
+
+// Backbones and weights.
+export type { Backbone, AnyBackbone, OnnxBackbone } from './backbones/resolve.ts';
+export const loadBackbone = lazy(async () => (await import('./backbones/resolve.ts')).loadBackbone);
+export const loadAnyBackbone = lazy(async () => (await import('./backbones/resolve.ts')).loadAnyBackbone);
+export type { ModelListing, PullOptions, PullResult, VerifyResult, LayerInfo } from './backbones/models.ts';
+export const listModels = lazy(async () => (await import('./backbones/models.ts')).listModels);
+export const pullModel = lazy(async () => (await import('./backbones/models.ts')).pullModel);
+export const verifyModels = lazy(async () => (await import('./backbones/models.ts')).verifyModels);
+export const importModel = lazy(async () => (await import('./backbones/models.ts')).importModel);
+export const exportBackbone = lazy(async () => (await import('./backbones/models.ts')).exportBackbone);
+export const backboneLayers = lazy(async () => (await import('./backbones/models.ts')).backboneLayers);
+export type { OnnxExportOptions, OnnxExportResult } from './backbones/export-onnx.ts';
+export const exportBackboneOnnx = lazy(async () => (await import('./backbones/export-onnx.ts')).exportBackboneOnnx);
+export type { ImagenetClass, ImagenetPrediction, ImagenetOptions } from './backbones/imagenet.ts';
+export const imagenetTop = lazy(async () => (await import('./backbones/imagenet.ts')).imagenetTop);
+export type { PullDatasetResult, PullDatasetOptions } from './data/datasets.ts';
+export const pullDataset = lazy(async () => (await import('./data/datasets.ts')).pullDataset);
+
+// Fine-tuning the whole network.
+export type { WholeNetworkOptions, WholeNetworkResult } from './fine-tune/whole-network.ts';
+export const fineTuneWholeNetwork = lazy(async () => (await import('./fine-tune/whole-network.ts')).fineTuneWholeNetwork);
+export type { FileImagesOptions } from './fine-tune/file-images.ts';
+export const fileImages = lazy(async () => (await import('./fine-tune/file-images.ts')).fileImages);
+export type { CachedImagesOptions } from './fine-tune/cached-images.ts';
+export const cachedImages = lazy(async () => (await import('./fine-tune/cached-images.ts')).cachedImages);
 export type { ImageSource, FineTuneResult } from './fine-tune/loop.ts';
-export { audit, AUDIT_DEFAULTS, type AuditOptions, type AuditResult, type LabelIssue, type DuplicatePair, type Outlier } from './audit/audit.ts';
-export { writeAuditReport } from './audit/report-file.ts';
-export { fixRows, formatFixList, readFixList, applyFixList, type FixRow, type FixAction } from './audit/fix-list.ts';
-export { loadAnyBackbone, type AnyBackbone, type OnnxBackbone } from './backbones/resolve.ts';
-export { exportBackboneOnnx, type OnnxExportOptions, type OnnxExportResult } from './backbones/export-onnx.ts';
-export { cachedImages, type CachedImagesOptions } from './fine-tune/cached-images.ts';
 export type { FineTuneSummary } from './fine-tune/train-stage.ts';
+
+// Shipping and auditing.
+export type { ExportOptions, ExportResult } from './export/model-export.ts';
+export const exportModel = lazy(async () => (await import('./export/model-export.ts')).exportModel);
+export type { Predictor, PredictorInput, PredictorOptions } from './serve/predictor.ts';
+export const createPredictor = lazy(async () => (await import('./serve/predictor.ts')).createPredictor);
+export type { ServeOptions, ServeEvent, PredictionServer } from './serve/server.ts';
+export const serve = lazy(async () => (await import('./serve/server.ts')).serve);
+export type { AuditOptions, AuditResult, LabelIssue, DuplicatePair, Outlier } from './audit/audit.ts';
+export const audit = lazy(async () => (await import('./audit/audit.ts')).audit);
+export const writeAuditReport = lazy(async () => (await import('./audit/report-file.ts')).writeAuditReport);

@@ -16,9 +16,9 @@ import { audit, type AuditOptions, type AuditResult } from '../src/audit/audit.t
 import { applyFixList, fixRows, formatFixList, parseCsv, readFixList } from '../src/audit/fix-list.ts';
 import { writeAuditReport } from '../src/audit/report-file.ts';
 import { loadDataset } from '../src/data/layout.ts';
-import { train } from '../src/train.ts';
-import { loadModel } from '../src/predict.ts';
-import { saveModel } from '../src/model-io.ts';
+import { train } from '../src/pipeline/train.ts';
+import { loadModel } from '../src/pipeline/predict.ts';
+import { saveModel } from '../src/bundle/save-model.ts';
 import { browserSkipReason, launchBrowser } from './fixtures/browser.ts';
 import { makeImageDataset, seededRandom, writeClassImage } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { cropBox, variantKey } from '../src/data/augment.ts';
 import { readImage } from '../src/data/image.ts';
 import { FeatureCache } from '../src/features/cache.ts';
-import { train } from '../src/train.ts';
+import { train } from '../src/pipeline/train.ts';
 import { makeImageDataset } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';
 

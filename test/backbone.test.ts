@@ -6,11 +6,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { loadKerasWeightsInto } from '../src/backbones/keras-h5.ts';
+import { loadKerasWeightsInto } from '../src/formats/keras-h5.ts';
 import { defaultFeatureLayer } from '../src/backbones/resolve.ts';
 import { VGG16_WEIGHTS, vgg16 } from '../src/backbones/vgg16.ts';
 import { createTfjsExtractor } from '../src/engines/tfjs.ts';
-import { loadBackbone, ModelFileError, REGISTRY, UsageError } from '../src/index.ts';
+import { loadBackbone, ModelFileError, UsageError } from '../src/index.ts';
+import { REGISTRY } from '../src/backbones/registry.ts';
 import { writeKerasH5 } from './fixtures/keras-h5-writer.ts';
 import { buildTinyBackbone, TINY_LAYERS, writeTinyBackbone, type TinyBackboneFiles } from './fixtures/tiny-backbone.ts';
 

@@ -52,7 +52,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { EXIT, UsageError } from '../src/errors.ts';
 import { ImageReadError, MAX_INPUT_PIXELS, readImage } from '../src/data/image.ts';
-import { train } from '../src/train.ts';
+import { train } from '../src/pipeline/train.ts';
 import { AWKWARD_NAME, BLUE, CORPUS, RED, TINY_LAYER, buildCorpus, buildGoodData, noisy, writeTinyBackbone } from './fixtures/bad-inputs.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

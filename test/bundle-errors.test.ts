@@ -11,8 +11,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { EXIT } from '../src/errors.ts';
-import { saveModel } from '../src/model-io.ts';
-import { train } from '../src/train.ts';
+import { saveModel } from '../src/bundle/save-model.ts';
+import { train } from '../src/pipeline/train.ts';
 import { TINY_LAYER, buildGoodData, writeTinyBackbone } from './fixtures/bad-inputs.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

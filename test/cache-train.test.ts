@@ -7,7 +7,7 @@ import { rename, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { train, type TrainOptions } from '../src/train.ts';
+import { train, type TrainOptions } from '../src/pipeline/train.ts';
 import { makeImageDataset, writeClassImage } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';
 

@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { pullDataset } from '../src/datasets.ts';
+import { pullDataset } from '../src/data/datasets.ts';
 import type { ProgressEvent } from '../src/progress.ts';
 import { errorLines, makeZip, runFinetune, show, startMirror, type MirrorServer } from './fixtures/models-cli.ts';
 

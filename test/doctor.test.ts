@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { doctor, type DoctorProbes } from '../src/doctor.ts';
+import { doctor, type DoctorProbes } from '../src/engines/doctor.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let tmp: string;

@@ -91,7 +91,7 @@ test('predict on the onnx engine with a command line of 300 photos (≈ 30 KB) a
     t.skip(`${SHARED} (real photos and backbones) is absent; nothing to measure`);
     return;
   }
-  const { saveModel } = await import('../src/model-io.ts');
+  const { saveModel } = await import('../src/bundle/save-model.ts');
   const { spawnSync } = await import('node:child_process');
   const work = await mkdtemp(path.join(os.tmpdir(), 'finetune-argv-'));
   try {

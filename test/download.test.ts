@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { download, hashFile, OfflineError } from '../src/backbones/download.ts';
+import { download, hashFile, OfflineError } from '../src/net/download.ts';
 import { FinetuneError, InterruptedError, ModelFileError } from '../src/errors.ts';
 import type { ProgressEvent } from '../src/progress.ts';
 import { startProxy, startServer, unusedPort, type TestServer } from './fixtures/http-server.ts';

@@ -11,7 +11,7 @@ import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import * as tf from '../src/tf.ts';
 import { exportModel, loadModel, predict, saveModel, train, type ExportFormat, type FinetuneModel, type TrainOptions } from '../src/index.ts';
-import { readTfjsFolder } from '../src/backbones/tfjs-folder.ts';
+import { readTfjsFolder } from '../src/formats/tfjs-folder.ts';
 import { saveBundle } from '../src/bundle/save.ts';
 import { buildFineTuneModel, planFineTune } from '../src/head/fine-tune.ts';
 import { decodeImage, loadFile } from '../src/data/image.ts';

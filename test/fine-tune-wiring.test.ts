@@ -11,11 +11,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ModelFileError } from '../src/errors.ts';
-import { evaluate } from '../src/evaluate.ts';
-import { saveModel } from '../src/model-io.ts';
-import { loadModel, openModelFeatures, predict, scoreImages } from '../src/predict.ts';
+import { evaluate } from '../src/pipeline/evaluate.ts';
+import { saveModel } from '../src/bundle/save-model.ts';
+import { loadModel, openModelFeatures, predict, scoreImages } from '../src/pipeline/predict.ts';
 import { createPredictor } from '../src/serve/predictor.ts';
-import { train } from '../src/train.ts';
+import { train } from '../src/pipeline/train.ts';
 import { makeImageDataset } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';
 

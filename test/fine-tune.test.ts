@@ -9,9 +9,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../src/errors.ts';
-import { saveModel } from '../src/model-io.ts';
-import { loadModel, predict } from '../src/predict.ts';
-import { train } from '../src/train.ts';
+import { saveModel } from '../src/bundle/save-model.ts';
+import { loadModel, predict } from '../src/pipeline/predict.ts';
+import { train } from '../src/pipeline/train.ts';
 import { makeImageDataset } from './fixtures/images.ts';
 import { saveTfjsFolder } from './fixtures/tiny-backbone.ts';
 

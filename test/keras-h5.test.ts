@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { ModelFileError } from '../src/errors.ts';
-import { kerasConfigToTfjs } from '../src/backbones/keras-config.ts';
-import { isWholeModelH5, loadKerasModel, loadKerasWeightsInto, readKerasWeights } from '../src/backbones/keras-h5.ts';
+import { kerasConfigToTfjs } from '../src/formats/keras-config.ts';
+import { isWholeModelH5, loadKerasModel, loadKerasWeightsInto, readKerasWeights } from '../src/formats/keras-h5.ts';
 import { weightsChecksum } from '../src/backbones/checksum.ts';
 import { writeKerasH5 } from './fixtures/keras-h5-writer.ts';
 

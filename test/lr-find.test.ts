@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { findLearningRate, train } from '../src/train.ts';
+import { findLearningRate, train } from '../src/pipeline/train.ts';
 import { makeImageDataset } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import { loadBackbone } from '../src/backbones/resolve.ts';
-import { loadTfjsFolder } from '../src/backbones/tfjs-folder.ts';
+import { loadTfjsFolder } from '../src/formats/tfjs-folder.ts';
 import { compareGradients, randomize } from './grad-helpers.ts';
 
 const SHARED = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared');

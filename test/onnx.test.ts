@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { loadTfjsFolder } from '../src/backbones/tfjs-folder.ts';
+import { loadTfjsFolder } from '../src/formats/tfjs-folder.ts';
 import { createOnnxExtractor, exportToOnnx } from '../src/engines/onnx.ts';
 import { UnsupportedLayerError, type Pooling } from '../src/engines/types.ts';
 import { FinetuneError, UsageError } from '../src/errors.ts';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { loadKerasModel, loadKerasWeightsInto } from '../src/backbones/keras-h5.ts';
+import { loadKerasModel, loadKerasWeightsInto } from '../src/formats/keras-h5.ts';
 import { mobilenet } from '../src/backbones/mobilenet.ts';
 import { makeDivisible, mobilenetV2, mobilenetV2WeightsFile } from '../src/backbones/mobilenet-v2.ts';
 import { isRegistryName, REGISTRY, registryEntry } from '../src/backbones/registry.ts';

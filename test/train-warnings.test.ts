@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { train } from '../src/train.ts';
+import { train } from '../src/pipeline/train.ts';
 import type { ProgressEvent } from '../src/progress.ts';
 import { makeImageDataset } from './fixtures/images.ts';
 import { writeTinyBackbone, type TinyBackboneFiles } from './fixtures/tiny-backbone.ts';

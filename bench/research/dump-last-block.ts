@@ -7,7 +7,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadTfjsFolder } from '../../src/backbones/tfjs-folder.ts';
+import { loadTfjsFolder } from '../../src/formats/tfjs-folder.ts';
 import { loadDataset } from '../../src/data/layout.ts';
 import { openFeatureSource } from '../../src/features/source.ts';
 

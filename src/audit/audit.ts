@@ -5,9 +5,9 @@ import { UsageError } from '../errors.ts';
 import type { FusedSource } from '../features/source.ts';
 import { openFusedSource } from '../features/source.ts';
 import type { FeatureSet } from '../head/train.ts';
-import type { FinetuneModel } from '../predict.ts';
+import type { FinetuneModel } from '../pipeline/predict.ts';
 import type { OnProgress } from '../progress.ts';
-import { backboneParts, classWeights, type TrainOptions } from '../train.ts';
+import { backboneParts, classWeights, type TrainOptions } from '../pipeline/train.ts';
 import { applyFixFile } from './fix-list.ts';
 import { judgeLabels, LABEL_SCORES, type LabelScore } from './label-issues.ts';
 import { centredUnitRows, nearestOfClass, searchNeighbours, type NeighbourTable } from './neighbours.ts';
@@ -147,7 +147,7 @@ function pickColumns(x: Float32Array, n: number, dim: number, columns: [number, 
 
 async function openSource(o: AuditOptions, onProgress?: OnProgress): Promise<FusedSource> {
   if (!o.model) return openFusedSource(backboneParts(o), o, onProgress);
-  const { openModelFeatures } = await import('../predict.ts');
+  const { openModelFeatures } = await import('../pipeline/predict.ts');
   return openModelFeatures(o.model, { ...o, weights: Array.isArray(o.weights) ? o.weights.join(',') : o.weights, backbone: undefined, onProgress });
 }
 

@@ -1,5 +1,5 @@
 import * as tf from '../tf.ts';
-import type { WeightsFile } from './registry.ts';
+import type { WeightsFile } from './types.ts';
 
 /**
  * MobileNetV2 exactly as keras.applications.mobilenet_v2 defines it: Conv1, bn_Conv1,

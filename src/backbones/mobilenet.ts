@@ -1,5 +1,5 @@
 import * as tf from '../tf.ts';
-import type { WeightsFile } from './registry.ts';
+import type { WeightsFile } from './types.ts';
 
 /**
  * MobileNet (v1) exactly as keras.applications.mobilenet defines it: the same layer names

@@ -1,36 +1,12 @@
-import type * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../errors.ts';
-import type { Preprocess } from '../data/preprocess.ts';
 import { MOBILENET_PARAMETERS, MOBILENET_TOP_LAYERS, mobilenet, mobilenetWeights, type MobileNetAlpha } from './mobilenet.ts';
 import { MOBILENET_V2_TOP_LAYERS, MOBILENET_V2_WEIGHTS, mobilenetV2 } from './mobilenet-v2.ts';
 import { RESNET50_TOP_LAYERS, RESNET50_WEIGHTS, resnet50 } from './resnet50.ts';
 import { VGG16_TOP_LAYERS, VGG16_WEIGHTS, vgg16 } from './vgg16.ts';
 import { VGG19_TOP_LAYERS, VGG19_WEIGHTS, vgg19 } from './vgg19.ts';
+import type { RegistryEntry } from './types.ts';
 
-export interface WeightsFile {
-  /** File name as Keras publishes it (and caches it in ~/.keras/models). */
-  file: string;
-  url: string;
-  /** Keras's published md5 (`get_file(file_hash=…)`); undefined where Keras publishes none (MobileNet, MobileNetV2). */
-  md5?: string;
-  bytes: number;
-}
-
-export interface RegistryEntry {
-  name: string;
-  description: string;
-  /** Other names that select this entry (Keras's spellings). */
-  aliases?: readonly string[];
-  inputSize: readonly [number, number];
-  preprocess: Preprocess;
-  defaultLayer: string;
-  /** Layers that exist only in the with-top network (they need the `full` weights). */
-  topLayers: readonly string[];
-  /** inputSize: run the conv base at another size (without the top, which fixes 224×224). */
-  build(opts: { includeTop: boolean; inputSize?: readonly [number, number] }): tf.LayersModel;
-  weights: { notop: WeightsFile; full?: WeightsFile };
-  parameters: { notop: number; full?: number };
-}
+export type { RegistryEntry, WeightsFile } from './types.ts';
 
 function mobilenetEntry(alpha: MobileNetAlpha, name: string, aliases: readonly string[] = []): RegistryEntry {
   return {

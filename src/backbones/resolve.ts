@@ -5,7 +5,7 @@ import { PREPROCESS_MODES, type Preprocess } from '../data/preprocess.ts';
 import { InterruptedError, ModelFileError, UsageError } from '../errors.ts';
 import { modelsDir } from '../paths.ts';
 import type { OnProgress } from '../progress.ts';
-import { offlineByEnv, pullDestination, sourceUrl } from '../weights-store.ts';
+import { offlineByEnv, pullDestination, sourceUrl } from './pull-targets.ts';
 import { isRegistryName, REGISTRY, registryEntry, type RegistryEntry } from './registry.ts';
 import { findWeights, missingWeightsMessage } from './weights-lookup.ts';
 import { isOnnxPath, type OnnxBackbone } from './onnx-file.ts';
@@ -124,7 +124,7 @@ async function findOrPullWeights(entry: RegistryEntry, includeTop: boolean, opts
   } catch (err) {
     if (!(err instanceof ModelFileError) || opts.download === false || offlineByEnv()) throw err;
     const file = includeTop ? entry.weights.full! : entry.weights.notop;
-    const { download } = await import('./download.ts');
+    const { download } = await import('../net/download.ts');
     try {
       const result = await download(sourceUrl(file), pullDestination(file), { md5: file.md5, onProgress: opts.onProgress, signal: opts.signal });
       return result.path;
@@ -155,7 +155,7 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
     const model = entry.build({ includeTop, inputSize: opts.inputSize });
     checkLayer(model, layer, entry.name);
     const source = await findOrPullWeights(entry, includeTop, opts);
-    const { loadKerasWeightsInto } = await import('./keras-h5.ts');
+    const { loadKerasWeightsInto } = await import('../formats/keras-h5.ts');
     const { checksum } = await loadKerasWeightsInto(model, source);
     return { id: entry.name, source, model, layer, preprocess: preprocess ?? entry.preprocess, inputSize: opts.inputSize ? [opts.inputSize[0], opts.inputSize[1]] : [...entry.inputSize], checksum };
   }
@@ -166,11 +166,11 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
   let checksum: string;
   let kind: 'tfjs' | 'keras';
   if (info.isDirectory() || full.endsWith('.json')) {
-    const { loadTfjsFolder } = await import('./tfjs-folder.ts');
+    const { loadTfjsFolder } = await import('../formats/tfjs-folder.ts');
     ({ model, checksum } = await loadTfjsFolder(full, { inputSize: opts.inputSize }));
     kind = 'tfjs';
   } else if (/\.(h5|hdf5|keras)$/i.test(full)) {
-    const { loadKerasModel } = await import('./keras-h5.ts');
+    const { loadKerasModel } = await import('../formats/keras-h5.ts');
     ({ model, checksum } = await loadKerasModel(full, { inputSize: opts.inputSize }));
     kind = 'keras';
   } else if (isOnnxPath(full)) {

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ModelFileError, UsageError } from '../errors.ts';
 import { kerasModelsDir, modelsDir } from '../paths.ts';
-import type { RegistryEntry, WeightsFile } from './registry.ts';
+import type { RegistryEntry, WeightsFile } from './types.ts';
 
 /**
  * Where a registry backbone's weights are looked for, in order: --weights PATH, the finetune

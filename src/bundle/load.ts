@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '../tf.ts';
-import { readTfjsFolder } from '../backbones/tfjs-folder.ts';
+import { readTfjsFolder } from '../formats/tfjs-folder.ts';
 import { ModelFileError, UsageError } from '../errors.ts';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, type Manifest } from './manifest.ts';
 

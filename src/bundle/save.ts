@@ -3,7 +3,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'nod
 import path from 'node:path';
 import * as tf from '../tf.ts';
 import { FinetuneError } from '../errors.ts';
-import { reasonOf } from '../fs-reasons.ts';
+import { reasonOf } from '../fs/reasons.ts';
 import { BACKBONE_ONNX_FILE, MANIFEST_FILE, type Manifest } from './manifest.ts';
 
 async function writeDurably(file: string, data: string | Uint8Array): Promise<void> {

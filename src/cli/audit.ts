@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Command, Option } from 'commander';
-import { AUDIT_DEFAULTS } from '../audit/defaults.ts';
-import { LABEL_SCORES } from '../audit/label-issues.ts';
-import { EXIT, UsageError } from '../errors.ts';
+import { AUDIT_DEFAULTS } from '../index.ts';
+import { LABEL_SCORES } from '../index.ts';
+import { EXIT, UsageError } from '../index.ts';
 import { engineOptions, float, int } from './options.ts';
 import { printInfo, printJson, printResult, printSkipped, printWarning } from './output.ts';
 import { runCommand, writeAtomically } from './run.ts';
@@ -21,7 +21,7 @@ interface AuditFlags extends TrainFlags {
 /** Train's flags that shape a trained model, not the audit's one head per fold: hidden from help and refused. */
 const TRAIN_ONLY = ['--patience', '--ensemble', '--fine-tune', '--fine-tune-blocks', '--fine-tune-lr', '--augment', '--augment-copies', '--no-calibrate', '--out'];
 
-export function registerAudit(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
+export function registerAudit(program: Command, defaults: typeof import('../index.ts').TRAIN_DEFAULTS): void {
   const cmd = program
     .command('audit')
     .description('find mislabelled, near-duplicate and out-of-place images in a training folder (train + valid); takes the backbone and head flags of train')
@@ -46,7 +46,7 @@ export function registerAudit(program: Command, defaults: typeof import('../defa
       if (flags.lr === 'auto') throw new UsageError('--lr auto: give audit a number (the range test is for train)');
       if (flags.model && (flags.backbone.length > 0 || flags.weights || flags.layer)) throw new UsageError('--model brings its own backbone: leave out --backbone, --weights and --layer');
       for (const file of [flags.report, flags.fixList]) if (file) await checkWritable(file);
-      const [{ audit }, { loadModel }] = await Promise.all([import('../audit/audit.ts'), import('../predict.ts')]);
+      const [{ audit }, { loadModel }] = await Promise.all([import('../index.ts'), import('../index.ts')]);
       const model = flags.model ? await loadModel(flags.model, { backend: flags.backend }) : undefined;
       const { lr, ...options } = trainOptions(flags, defaults);
       try {
@@ -64,11 +64,11 @@ export function registerAudit(program: Command, defaults: typeof import('../defa
         });
         progress.stop();
         if (flags.report) {
-          const { writeAuditReport } = await import('../audit/report-file.ts');
+          const { writeAuditReport } = await import('../index.ts');
           await writeAuditReport(flags.report, result);
         }
         if (flags.fixList) {
-          const { fixRows, formatFixList } = await import('../audit/fix-list.ts');
+          const { fixRows, formatFixList } = await import('../index.ts');
           await writeAtomically(flags.fixList, formatFixList(fixRows(result)));
         }
         if (flags.json) {
@@ -100,7 +100,7 @@ async function checkWritable(file: string): Promise<void> {
   });
 }
 
-type Result = Awaited<ReturnType<typeof import('../audit/audit.ts').audit>>;
+type Result = Awaited<ReturnType<typeof import('../index.ts').audit>>;
 
 function summaryLines(r: Result, top: number): string[] {
   const rel = (p: string) => path.relative(r.root, p) || p;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../index.ts';
 import { printJson, printResult } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -15,8 +15,8 @@ function megabytes(bytes: number): string {
 const CACHE_DIR_HELP = 'feature cache folder (default: $FINETUNE_CACHE or ~/.cache/finetune/features)';
 
 /** Opens the cache of --cache-dir (or the default), runs `use`, and closes it. */
-async function withCache<T>(flags: CacheFlags, access: 'read' | 'write', use: (cache: import('../features/cache.ts').FeatureCache) => Promise<T>): Promise<T> {
-  const [{ FeatureCache, cacheFolderKind }, { featureCacheDir }] = await Promise.all([import('../features/cache.ts'), import('../paths.ts')]);
+async function withCache<T>(flags: CacheFlags, access: 'read' | 'write', use: (cache: import('../index.ts').FeatureCache) => Promise<T>): Promise<T> {
+  const [{ FeatureCache, cacheFolderKind }, { featureCacheDir }] = await Promise.all([import('../index.ts'), import('../index.ts')]);
   const dir = flags.cacheDir ?? featureCacheDir();
   if (access === 'write') {
     // Clearing must never touch a folder of someone else's files, not even to tag it.

@@ -14,7 +14,7 @@ export function registerData(program: Command): void {
     .option('-q, --quiet', 'no progress output')
     .action((name: string, flags: { dir: string; from?: string; json?: boolean; quiet?: boolean }) =>
       runCommand(flags, async ({ progress, signal }) => {
-        const { pullDataset } = await import('../datasets.ts');
+        const { pullDataset } = await import('../index.ts');
         const result = await pullDataset(name, { dir: flags.dir, from: flags.from, onProgress: progress, signal });
         progress.stop();
         if (flags.json) printJson(result);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { EXIT } from '../errors.ts';
-import type { DoctorReport } from '../doctor.ts';
+import { EXIT } from '../index.ts';
+import type { DoctorReport } from '../index.ts';
 import { paint, printJson, printResult, type Output } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -11,7 +11,7 @@ export function registerDoctor(program: Command): void {
     .option('--json', 'print one JSON object')
     .action((flags: { json?: boolean }) =>
       runCommand(flags, async ({ out }) => {
-        const { doctor } = await import('../doctor.ts');
+        const { doctor } = await import('../index.ts');
         const report = await doctor();
         if (flags.json) printJson(report);
         else for (const line of doctorLines(out, report)) printResult(line);

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { EXIT } from '../errors.ts';
+import { EXIT } from '../index.ts';
 import { evaluationLines } from './format-evaluation.ts';
 import { addCacheOptions, addEngineOptions, engineOptions, fraction, threshold, type EngineFlags } from './options.ts';
 import { paint, printInfo, printJson, printResult, printSkipped } from './output.ts';
@@ -20,7 +20,7 @@ interface EvaluateFlags extends EngineFlags {
   quiet?: boolean;
 }
 
-export function registerEvaluate(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
+export function registerEvaluate(program: Command, defaults: typeof import('../index.ts').TRAIN_DEFAULTS): void {
   const cmd = program
     .command('evaluate')
     .description('score a labelled folder with a trained model: accuracy, log loss, confusion matrix, per-class metrics; a CI gate with --min-accuracy')
@@ -42,12 +42,12 @@ export function registerEvaluate(program: Command, defaults: typeof import('../d
   cmd.action((data: string, flags: EvaluateFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
       const [{ loadModel }, { evaluate }, { writeReport }, { GateError }] = await Promise.all([
-        import('../predict.ts'),
-        import('../evaluate.ts'),
-        import('../report-file.ts'),
-        import('../errors.ts'),
+        import('../index.ts'),
+        import('../index.ts'),
+        import('../index.ts'),
+        import('../index.ts'),
       ]);
-      await (await import('../output-checks.ts')).checkOutputFiles([{ file: flags.report, flag: '--report' }]);
+      await (await import('../index.ts')).checkOutputFiles([{ file: flags.report, flag: '--report' }]);
       const model = await loadModel(flags.model, { backend: flags.backend });
       try {
         const result = await evaluate(model, data, { ...engineOptions(flags), split: flags.split, layout: flags.layout, labels: flags.labels, tta: flags.tta, weights: flags.weights, backbone: flags.backbone, onProgress: progress, signal });

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { EXIT } from '../errors.ts';
+import { EXIT } from '../index.ts';
 import { printJson, printResult } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -36,8 +36,8 @@ export function registerExport(program: Command): void {
     .addHelpText('after', '\nExample:\n  finetune export dogscats-web --model models/dogscats --format tfjs --with-demo')
     .action((out: string, flags: ExportFlags) =>
       runCommand(flags, async ({ progress }) => {
-        const { loadModel } = await import('../predict.ts');
-        const { exportModel } = await import('../export/model-export.ts');
+        const { loadModel } = await import('../index.ts');
+        const { exportModel } = await import('../index.ts');
         const model = await loadModel(flags.model, { backend: flags.backend });
         try {
           const result = await exportModel(model, out, { format: flags.format, withDemo: flags.withDemo, weights: flags.weights, backbone: flags.backbone, download: flags.download, onProgress: progress });

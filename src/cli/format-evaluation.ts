@@ -1,4 +1,4 @@
-import type { Evaluation } from '../metrics/index.ts';
+import type { Evaluation } from '../index.ts';
 import { paint, type Output } from './output.ts';
 
 /** The confusion matrix as a text table with class names; the diagonal in green when colour is on. */

@@ -27,7 +27,7 @@ export function plotLoss(points: { lr: number; loss: number }[], mark: number, w
   ];
 }
 
-export function registerLrFind(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
+export function registerLrFind(program: Command, defaults: typeof import('../index.ts').TRAIN_DEFAULTS): void {
   const cmd = program
     .command('lr-find')
     .description('learning-rate range test on the training features (fastai lr_find): a plot and a suggested --lr; takes the flags of train')
@@ -37,7 +37,7 @@ export function registerLrFind(program: Command, defaults: typeof import('../def
   addTrainOptions(cmd, defaults);
   cmd.action((data: string, flags: TrainFlags) =>
     runCommand(flags, async ({ progress, signal }) => {
-      const { findLearningRate } = await import('../train.ts');
+      const { findLearningRate } = await import('../index.ts');
       const result = await findLearningRate(data, { ...trainOptions(flags, defaults), ...engineOptions(flags), onProgress: progress, signal });
       progress.stop();
       if (flags.json) return printJson(result);

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
-import { TRAIN_DEFAULTS } from '../defaults.ts';
-import { EXIT } from '../errors.ts';
-import { packageVersion } from '../package-root.ts';
+import { TRAIN_DEFAULTS } from '../index.ts';
+import { EXIT } from '../index.ts';
+import { packageVersion } from '../index.ts';
 import { registerAudit } from './audit.ts';
 import { registerCache } from './cache.ts';
 import { registerData } from './data.ts';

@@ -19,8 +19,8 @@ export function registerModels(program: Command): void {
     .option('--json', 'print one JSON array')
     .action((flags: JsonFlags) =>
       runCommand(flags, async () => {
-        const { listModels } = await import('../models.ts');
-        const list = listModels();
+        const { listModels } = await import('../index.ts');
+        const list = await listModels();
         if (flags.json) return printJson(list);
         printResult(['name'.padEnd(15), 'input'.padEnd(9), 'preprocess'.padEnd(11), 'layer'.padEnd(18), 'params'.padStart(12), 'download'.padStart(10), '  weights'].join(''));
         for (const m of list) {
@@ -38,7 +38,7 @@ export function registerModels(program: Command): void {
     .option('-q, --quiet', 'no progress output')
     .action((names: string[], flags: JsonFlags & { force?: boolean }) =>
       runCommand(flags, async ({ progress, signal }) => {
-        const { pullModel } = await import('../models.ts');
+        const { pullModel } = await import('../index.ts');
         for (const name of names) {
           const result = await pullModel(name, { onProgress: progress, signal, force: flags.force });
           progress.stop();
@@ -53,7 +53,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print one JSON array')
     .action((flags: JsonFlags) =>
       runCommand(flags, async ({ out }) => {
-        const { verifyModels } = await import('../models.ts');
+        const { verifyModels } = await import('../index.ts');
         const results = await verifyModels();
         if (flags.json) printJson(results);
         else if (results.length === 0) printResult('no weights downloaded yet (finetune models pull NAME)');
@@ -71,7 +71,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print one JSON object')
     .action((file: string, flags: JsonFlags & { name?: string }) =>
       runCommand(flags, async () => {
-        const { importModel } = await import('../models.ts');
+        const { importModel } = await import('../index.ts');
         const result = await importModel(file, { name: flags.name });
         if (flags.json) printJson(result);
         else printResult(`imported ${file} as ${result.name} → ${result.path}`);
@@ -88,7 +88,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print one JSON object')
     .action((backbone: string, dir: string, flags: JsonFlags & { format: string; weights?: string; layer?: string }) =>
       runCommand(flags, async () => {
-        const { exportBackbone } = await import('../models.ts');
+        const { exportBackbone } = await import('../index.ts');
         await exportBackbone(backbone, dir, { format: flags.format, weights: flags.weights, layer: flags.layer });
         if (flags.json) printJson({ backbone, dir, format: flags.format });
         else printResult(flags.format === 'onnx' ? `wrote ${dir}` : `wrote ${dir}/model.json`);
@@ -102,7 +102,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print one JSON array')
     .action((backbone: string, flags: JsonFlags & { weights?: string }) =>
       runCommand(flags, async () => {
-        const { backboneLayers } = await import('../models.ts');
+        const { backboneLayers } = await import('../index.ts');
         const layers = await backboneLayers(backbone, { weights: flags.weights });
         if (flags.json) return printJson(layers);
         for (const l of layers) printResult(`${l.name.padEnd(28)}${l.className.padEnd(24)}[${l.outputShape.map((d) => d ?? 'null').join(', ')}]${l.isDefault ? '  ← default' : ''}`);

@@ -1,4 +1,4 @@
-import type { OnProgress, ProgressEvent } from '../progress.ts';
+import type { OnProgress, ProgressEvent } from '../index.ts';
 import { canDraw, columnsOf, fit, StatusLine, wrap } from './status-line.ts';
 
 /**

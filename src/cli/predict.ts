@@ -1,8 +1,8 @@
 import { Option, type Command } from 'commander';
-import { EXIT, UsageError } from '../errors.ts';
+import { EXIT, UsageError } from '../index.ts';
 import { addCacheOptions, addEngineOptions, count, engineOptions, type EngineFlags } from './options.ts';
 import { printJson, printResult, printWarning } from './output.ts';
-import type { OnProgress } from '../progress.ts';
+import type { OnProgress } from '../index.ts';
 import { runCommand, writeAtomically } from './run.ts';
 
 interface PredictFlags extends EngineFlags {
@@ -21,7 +21,7 @@ interface PredictFlags extends EngineFlags {
   verbose?: boolean;
 }
 
-export function registerPredict(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
+export function registerPredict(program: Command, defaults: typeof import('../index.ts').TRAIN_DEFAULTS): void {
   const cmd = program
     .command('predict')
     .description('classify images with a trained model: one line per image (path, label, probability)')
@@ -46,11 +46,11 @@ export function registerPredict(program: Command, defaults: typeof import('../de
     runCommand(flags, async ({ out, progress, signal }) => {
       if (flags.imagenet) return imagenetCommand(paths, flags, progress, signal);
       // Only what predict needs: not the training code (and its gradient registry).
-      const { loadModel, predict } = await import('../predict.ts');
+      const { loadModel, predict } = await import('../index.ts');
       const top = flags.top ?? 1;
-      const { predictionsCsv, kaggleSubmission, parseClip } = await import('../export/tables.ts');
+      const { predictionsCsv, kaggleSubmission, parseClip } = await import('./tables.ts');
       if (flags.kaggle) parseClip(flags.clip);
-      await (await import('../output-checks.ts')).checkOutputFiles([{ file: flags.csv, flag: '--csv' }, { file: flags.kaggle, flag: '--kaggle' }]);
+      await (await import('../index.ts')).checkOutputFiles([{ file: flags.csv, flag: '--csv' }, { file: flags.kaggle, flag: '--kaggle' }]);
       if (top < 1) throw new UsageError(`--top ${top}: must be at least 1`);
       const model = await loadModel(flags.model, { backend: flags.backend });
       try {
@@ -88,7 +88,7 @@ export function registerPredict(program: Command, defaults: typeof import('../de
 }
 
 async function imagenetCommand(paths: string[], flags: PredictFlags, progress: OnProgress, signal: AbortSignal): Promise<number> {
-  const { imagenetTop } = await import('../imagenet.ts');
+  const { imagenetTop } = await import('../index.ts');
   const top = flags.top ?? 5;
   if (top < 1) throw new UsageError(`--top ${top}: must be at least 1`);
   const results = await imagenetTop(paths, { ...engineOptions(flags), backbone: flags.backbone, weights: flags.weights, top, classNames: flags.classNames, onProgress: withoutFileSkips(progress), signal });

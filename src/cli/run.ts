@@ -1,5 +1,5 @@
 import { rename, writeFile } from 'node:fs/promises';
-import { EXIT, UsageError } from '../errors.ts';
+import { EXIT, UsageError } from '../index.ts';
 import { detectOutput, paint, progressRenderer, type Output } from './output.ts';
 
 export interface CommandContext {

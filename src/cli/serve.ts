@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { EXIT } from '../errors.ts';
-import type { ServeEvent } from '../serve/server.ts';
-import { SERVE_DEFAULTS } from '../serve/defaults.ts';
+import { EXIT } from '../index.ts';
+import type { ServeEvent } from '../index.ts';
+import { SERVE_DEFAULTS } from '../index.ts';
 import { BACKEND_CHOICES, ENGINE_CHOICES, int, type EngineFlags } from './options.ts';
 import { paint, printJson, printResult, printWarning, type Output } from './output.ts';
 import { runCommand } from './run.ts';
@@ -69,7 +69,7 @@ cut some off); SIGHUP reloads the model (refused, with the old one kept, if the 
     );
   cmd.action((flags: ServeFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
-      const { serve } = await import('../serve/server.ts');
+      const { serve } = await import('../index.ts');
       const server = await serve({
         ...flags,
         onProgress: progress,

@@ -1,12 +1,12 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { EXIT, UsageError } from '../errors.ts';
+import { EXIT, UsageError } from '../index.ts';
 import { addCacheOptions, addEngineOptions, count, engineOptions, int, positive, share, type EngineFlags } from './options.ts';
 import { formatPercent, printInfo, printJson, printResult, printSkipped } from './output.ts';
 import { runCommand } from './run.ts';
 import { shellQuote } from './shell-quote.ts';
-import { POOLINGS, type Pooling } from '../engines/types.ts';
-import { AUGMENTS, FINE_TUNE_DEFAULTS, type Augment } from '../defaults.ts';
+import { POOLINGS, type Pooling } from '../index.ts';
+import { AUGMENTS, FINE_TUNE_DEFAULTS, type Augment } from '../index.ts';
 
 export interface TrainFlags extends EngineFlags {
   backbone: string[];
@@ -161,10 +161,10 @@ export function trainOptions(flags: TrainFlags, defaults: Defaults) {
   };
 }
 
-type Defaults = typeof import('../defaults.ts').TRAIN_DEFAULTS;
+type Defaults = typeof import('../index.ts').TRAIN_DEFAULTS;
 
 /** The defaults shown in help are the library's own (TRAIN_DEFAULTS), read without loading tfjs. */
-export function registerTrain(program: Command, defaults: typeof import('../defaults.ts').TRAIN_DEFAULTS): void {
+export function registerTrain(program: Command, defaults: typeof import('../index.ts').TRAIN_DEFAULTS): void {
   const cmd = program
     .command('train')
     .description('learn a classifier from folders of images: frozen backbone features → a small dense head')
@@ -176,7 +176,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
   addTrainOptions(cmd, defaults);
   cmd.action((data: string, flags: TrainFlags) =>
     runCommand(flags, async ({ out, progress, signal }) => {
-      const [{ train }, { saveModel }, { checkTrainOutputs }] = await Promise.all([import('../train.ts'), import('../model-io.ts'), import('../output-checks.ts')]);
+      const [{ train }, { saveModel }, { checkTrainOutputs }] = await Promise.all([import('../index.ts'), import('../index.ts'), import('../index.ts')]);
       const csv = /\.csv$/i.test(data);
       const outDir = flags.out ?? path.join('models', path.basename(path.resolve(data), csv ? path.extname(data) : ''));
       await checkTrainOutputs({ data: flags.labels || csv ? undefined : data, out: outDir, outGiven: flags.out !== undefined, report: flags.report, cacheDir: engineOptions(flags).cacheDir });
@@ -189,7 +189,7 @@ export function registerTrain(program: Command, defaults: typeof import('../defa
       await saveModel(outDir, result, { onProgress: progress });
       result.head.dispose();
       if (flags.report) {
-        const [{ loadModel }, { evaluate }, { writeReport }] = await Promise.all([import('../predict.ts'), import('../evaluate.ts'), import('../report-file.ts')]);
+        const [{ loadModel }, { evaluate }, { writeReport }] = await Promise.all([import('../index.ts'), import('../index.ts'), import('../index.ts')]);
         const model = await loadModel(outDir);
         try {
           const scored = await evaluate(model, data, { ...engineOptions(flags), split: result.counts.valid > 0 ? 'valid' : 'train', signal });

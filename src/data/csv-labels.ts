@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CsvError, parse } from 'csv-parse/sync';
 import { UsageError } from '../errors.ts';
-import { reasonOf } from '../fs-reasons.ts';
+import { reasonOf } from '../fs/reasons.ts';
 import { isImagePath, type Skipped } from './files.ts';
 
 export type CsvSplit = 'train' | 'valid' | 'test';

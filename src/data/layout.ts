@@ -1,7 +1,7 @@
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.ts';
-import { isWithin } from '../fs-reasons.ts';
+import { isWithin } from '../fs/reasons.ts';
 import { readCsvLabels, type CsvRow } from './csv-labels.ts';
 import { listImages, listSubfolders, type Skipped } from './files.ts';
 import { createRng, shuffleInPlace } from './random.ts';

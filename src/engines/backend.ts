@@ -5,8 +5,8 @@ import * as tf from '../tf.ts';
  * packages are optional (their install downloads libtensorflow), so they are imported only
  * if present.
  */
-export const BACKENDS = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKENDS)[number];
+export { BACKENDS, type BackendChoice } from './types.ts';
+import type { BackendChoice } from './types.ts';
 
 const NATIVE: Record<'node-gpu' | 'node', string> = {
   'node-gpu': '@tensorflow/tfjs-node-gpu',

@@ -4,8 +4,8 @@ import { FinetuneError } from '../errors.ts';
 import { createTfjsExtractor } from './tfjs.ts';
 import { UnsupportedLayerError, type Device, type FeatureExtractor, type Pooling } from './types.ts';
 
-export const ENGINES = ['auto', 'onnx', 'tfjs'] as const;
-export type EngineChoice = (typeof ENGINES)[number];
+export { ENGINES, type EngineChoice } from './types.ts';
+import type { EngineChoice } from './types.ts';
 
 export interface EngineOptions {
   engine?: EngineChoice;

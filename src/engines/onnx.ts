@@ -7,7 +7,7 @@ import type * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { FinetuneError, ModelFileError } from '../errors.ts';
-import { packageRoot } from '../package-root.ts';
+import { packageRoot } from '../package.ts';
 import { INPUT_NAME, OUTPUT_NAME, exportToOnnx } from './onnx-export.ts';
 import type { ExtractorOptions, FeatureExtractor } from './types.ts';
 

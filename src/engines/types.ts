@@ -1,3 +1,11 @@
+/** Which engine extracts features and trains: onnxruntime where it loads ('auto'), or tfjs. */
+export const ENGINES = ['auto', 'onnx', 'tfjs'] as const;
+export type EngineChoice = (typeof ENGINES)[number];
+
+/** tfjs backends, tried in this order by 'auto'. */
+export const BACKENDS = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKENDS)[number];
+
 /** avgmax: average and maximum side by side (2 × channels), the "concat pooling" of fastai. */
 export const POOLINGS = ['avg', 'max', 'avgmax', 'flatten'] as const;
 export type Pooling = (typeof POOLINGS)[number];

@@ -1,5 +1,5 @@
 import * as tf from '../tf.ts';
-import type { ExportedPreprocessing } from './model-export.ts';
+import type { ExportedPreprocessing } from './types.ts';
 
 /** The tfjs browser bundle, copied beside the page so it runs without a network. */
 export const DEMO_RUNTIME = 'tf.min.js';

@@ -5,29 +5,20 @@ import * as tf from '../tf.ts';
 import { writeLayersModel } from '../bundle/save.ts';
 import { UsageError } from '../errors.ts';
 import type { Backbone } from '../backbones/resolve.ts';
-import { openModelFeatures, type FinetuneModel, type PredictOptions } from '../predict.ts';
-import { packageVersion } from '../package-root.ts';
+import { openModelFeatures, type FinetuneModel, type PredictOptions } from '../pipeline/predict.ts';
+import { packageVersion } from '../package.ts';
 import { demoModelScript, demoPage, DEMO_RUNTIME } from './demo-page.ts';
 import { pixelModelToOnnx } from './onnx-model.ts';
 import { buildPixelModel, PIXELS, PROBABILITIES } from './pixel-model.ts';
 import { receiverReadme } from './receiver-readme.ts';
+import { EXPORT_FORMATS, type ExportedPreprocessing, type ExportFormat } from './types.ts';
 
-export const EXPORT_FORMATS = ['onnx', 'tfjs'] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+export { EXPORT_FORMATS, type ExportedPreprocessing, type ExportFormat } from './types.ts';
 
 export interface ExportOptions extends Pick<PredictOptions, 'weights' | 'backbone' | 'download' | 'onProgress'> {
   format?: ExportFormat;
   /** Also write index.html: classify photos in a browser, offline (tfjs runtime copied in). */
   withDemo?: boolean;
-}
-
-/** What the receiver must do to an image before `pixels`: written to preprocess.json and the ONNX metadata. */
-export interface ExportedPreprocessing {
-  input: { name: string; dtype: 'float32'; shape: [null, number, number, 3]; layout: 'NHWC'; channels: 'RGB'; range: [0, 255] };
-  resize: { width: number; height: number; mode: 'squash' | 'crop'; fit: 'fill' | 'cover'; position: 'centre'; kernel: 'lanczos3'; by: string };
-  before: string[];
-  insideModel: { backbone: string; layer: string; preprocess: string; pooling: string }[];
-  output: { name: string; shape: [null, number]; classes: string[]; temperature: number; calibrated: boolean };
 }
 
 export interface ExportResult {

@@ -1,4 +1,4 @@
-import type { ExportedPreprocessing, ExportFormat } from './model-export.ts';
+import type { ExportedPreprocessing, ExportFormat } from './types.ts';
 
 /** Node: sharp resizes exactly as finetune does (same library, kernel and fit). */
 function nodeResize(p: ExportedPreprocessing): string {

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FinetuneError } from '../errors.ts';
-import { reasonOf } from '../fs-reasons.ts';
+import { reasonOf } from '../fs/reasons.ts';
 import { decodeFloat16, encodeFloat16, float16ScaleExp } from './cache-float16.ts';
 import {
   INDEX_ENTRY_SIZE,

@@ -16,7 +16,7 @@ import { access, constants, mkdir, readdir, readFile, rm, stat, writeFile } from
 import path from 'node:path';
 import type { Precision } from './cache-format.ts';
 import { PackedNamespace, cacheWriteError, type FeatureNamespace } from './cache-namespace.ts';
-import { reasonOf } from '../fs-reasons.ts';
+import { reasonOf } from '../fs/reasons.ts';
 
 export type { FeatureNamespace, NamespaceStats } from './cache-namespace.ts';
 export type { Precision } from './cache-format.ts';

@@ -1,7 +1,7 @@
 import type { FeatureSpec } from './cache.ts';
 import type { FeatureStore } from './extract.ts';
 import { featureCacheDir } from '../paths.ts';
-import { reasonOf } from '../fs-reasons.ts';
+import { reasonOf } from '../fs/reasons.ts';
 import { FinetuneError } from '../errors.ts';
 
 export interface CacheOptions {

@@ -1,6 +1,6 @@
 import { decodeImage } from '../data/image.ts';
 import { preprocessInto } from '../data/preprocess.ts';
-import { headProbabilities, openModelFeatures, withTemperature, type FinetuneModel, type PredictOptions } from '../predict.ts';
+import { headProbabilities, openModelFeatures, withTemperature, type FinetuneModel, type PredictOptions } from '../pipeline/predict.ts';
 import type { BackbonePart } from '../features/source.ts';
 
 export interface PredictorOptions extends Pick<PredictOptions, 'engine' | 'backend' | 'threads' | 'device' | 'download' | 'weights' | 'backbone' | 'onProgress'> {

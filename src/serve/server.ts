@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { ImageReadError } from '../data/image.ts';
 import { UsageError } from '../errors.ts';
-import { labelRow, loadModel, type FinetuneModel } from '../predict.ts';
+import { labelRow, loadModel, type FinetuneModel } from '../pipeline/predict.ts';
 import { Batcher, QueueFullError } from './batcher.ts';
 import { ClientGoneError, HttpError, readUploads } from './body.ts';
 import { METRICS_CONTENT_TYPE, ServeMetrics } from './metrics.ts';

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { REGISTRY, type WeightsFile } from './backbones/registry.ts';
-import { weightsCandidates } from './backbones/weights-lookup.ts';
-import { modelsDir } from './paths.ts';
+import { REGISTRY, type WeightsFile } from './registry.ts';
+import { weightsCandidates } from './weights-lookup.ts';
+import { modelsDir } from '../paths.ts';
 
 /**
  * What `finetune models pull NAME` can fetch: each registry backbone's no-top weights under

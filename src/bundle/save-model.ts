@@ -1,9 +1,9 @@
-import { saveBundle, rememberLastModel } from './bundle/save.ts';
-import { FinetuneError } from './errors.ts';
-import { reasonOf } from './fs-reasons.ts';
-import { lastModelFile } from './paths.ts';
-import type { OnProgress } from './progress.ts';
-import type { TrainResult } from './train.ts';
+import { saveBundle, rememberLastModel } from './save.ts';
+import { FinetuneError } from '../errors.ts';
+import { reasonOf } from '../fs/reasons.ts';
+import { lastModelFile } from '../paths.ts';
+import type { OnProgress } from '../progress.ts';
+import type { TrainResult } from '../pipeline/train.ts';
 
 /**
  * Writes a trained head as a bundle (atomically) and makes it predict's default model. The

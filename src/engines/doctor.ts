@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { lstat, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { featureCacheDir, finetuneHome, kerasModelsDir, lastModelFile, modelsDir } from './paths.ts';
-import { packageVersion } from './package-root.ts';
+import { featureCacheDir, finetuneHome, kerasModelsDir, lastModelFile, modelsDir } from '../paths.ts';
+import { packageVersion } from '../package.ts';
 
 /**
  * `finetune doctor`: what this machine can run and why, for the user fighting CUDA versions.
@@ -80,7 +80,7 @@ const message = (err: unknown) => {
 export const realProbes: DoctorProbes = {
   async onnxruntime() {
     const ort = await import('onnxruntime-node');
-    const { cudaAvailable } = await import('./engines/onnx.ts');
+    const { cudaAvailable } = await import('./onnx.ts');
     return { providers: ort.listSupportedBackends().map((b) => b.name), cudaProvider: cudaAvailable() };
   },
   async tfjsBackend(name) {
@@ -97,12 +97,12 @@ export const realProbes: DoctorProbes = {
     } else if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
   },
   async autoBackend() {
-    const { initBackend } = await import('./engines/backend.ts');
+    const { initBackend } = await import('./backend.ts');
     return initBackend('auto');
   },
   async sharp() {
     const sharp = (await import('sharp')).default;
-    const { MAX_INPUT_PIXELS } = await import('./data/image.ts');
+    const { MAX_INPUT_PIXELS } = await import('../data/image.ts');
     return { libvips: sharp.versions.vips, maxInputPixels: MAX_INPUT_PIXELS };
   },
   run(command, args) {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import * as tf from '../tf.ts';
 import h5wasm from 'h5wasm/node';
 import type { Dataset, Group, File as H5File } from 'h5wasm';
-import { weightsChecksum } from './checksum.ts';
+import { weightsChecksum } from '../backbones/checksum.ts';
 import { withInputSize } from './tfjs-folder.ts';
 import { ModelFileError } from '../errors.ts';
 import { kerasConfigToTfjs } from './keras-config.ts';

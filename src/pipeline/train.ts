@@ -1,34 +1,34 @@
-import * as tf from './tf.ts';
-import { loadBackbone, onnxFeaturesOnly, type Backbone } from './backbones/resolve.ts';
-import { isOnnxPath } from './backbones/onnx-file.ts';
-import { BUNDLE_FORMAT, BUNDLE_VERSION, type BackboneRecord, type Manifest } from './bundle/manifest.ts';
-import type { Skipped } from './data/files.ts';
-import { loadDataset, type Dataset, type Layout, type Sample } from './data/layout.ts';
-import type { Preprocess } from './data/preprocess.ts';
-import { initBackend } from './engines/backend.ts';
-import type { Pooling } from './engines/types.ts';
-import { UsageError } from './errors.ts';
-import type { ExtractResult } from './features/extract.ts';
-import type { CacheOptions } from './features/store.ts';
-import type { EpochRecord, FeatureSet } from './head/train.ts';
-import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from './head/train.ts';
-import { trainEnsemble } from './head/ensemble.ts';
-import { resolveHeadEngine, trainHeadsOnnx, type HeadEngine } from './head/train-onnx.ts';
-import { blockLayerCount, buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from './head/fine-tune.ts';
-import { fineTuneStage, type FineTuneSummary } from './fine-tune/train-stage.ts';
-import { lrRangeTest, type LrRangeResult } from './head/lr-range.ts';
-import type { Variant } from './data/augment.ts';
-import type { OnProgress } from './progress.ts';
-import { packageVersions } from './versions.ts';
+import * as tf from '../tf.ts';
+import { loadBackbone, onnxFeaturesOnly, type Backbone } from '../backbones/resolve.ts';
+import { isOnnxPath } from '../backbones/onnx-file.ts';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, type BackboneRecord, type Manifest } from '../bundle/manifest.ts';
+import type { Skipped } from '../data/files.ts';
+import { loadDataset, type Dataset, type Layout, type Sample } from '../data/layout.ts';
+import type { Preprocess } from '../data/preprocess.ts';
+import { initBackend } from '../engines/backend.ts';
+import type { Pooling } from '../engines/types.ts';
+import { UsageError } from '../errors.ts';
+import type { ExtractResult } from '../features/extract.ts';
+import type { CacheOptions } from '../features/store.ts';
+import type { EpochRecord, FeatureSet } from '../head/train.ts';
+import { fitModel, trainHead, type HeadTrainingOptions, type HeadTrainingResult } from '../head/train.ts';
+import { trainEnsemble } from '../head/ensemble.ts';
+import { resolveHeadEngine, trainHeadsOnnx, type HeadEngine } from '../head/train-onnx.ts';
+import { blockLayerCount, buildFineTuneModel, frozenFeatures, planFineTune, type FineTunePlan } from '../head/fine-tune.ts';
+import { fineTuneStage, type FineTuneSummary } from '../fine-tune/train-stage.ts';
+import { lrRangeTest, type LrRangeResult } from '../head/lr-range.ts';
+import type { Variant } from '../data/augment.ts';
+import type { OnProgress } from '../progress.ts';
+import { packageVersions } from '../package.ts';
 import { MIN_CALIBRATION_IMAGES, validationWarnings } from './validation-warnings.ts';
-import { applyFixFile } from './audit/fix-list.ts';
-import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from './metrics/index.ts';
-import { FINE_TUNE_DEFAULTS, TRAIN_DEFAULTS, type Augment, type ClassWeightMode } from './defaults.ts';
+import { applyFixFile } from '../audit/fix-list.ts';
+import { applyTemperature, fitTemperature, logitsFromProbabilities, logLoss } from '../metrics/index.ts';
+import { FINE_TUNE_DEFAULTS, TRAIN_DEFAULTS, type Augment, type ClassWeightMode } from '../defaults.ts';
 
-export { TRAIN_DEFAULTS, type ClassWeightMode } from './defaults.ts';
+export { TRAIN_DEFAULTS, type ClassWeightMode } from '../defaults.ts';
 
-import { openFusedSource, type BackboneChoice, type EngineSettings, type FusedSource } from './features/source.ts';
-export type { BackboneChoice, EngineSettings, FeatureSource, FusedSource } from './features/source.ts';
+import { openFusedSource, type BackboneChoice, type EngineSettings, type FusedSource } from '../features/source.ts';
+export type { BackboneChoice, EngineSettings, FeatureSource, FusedSource } from '../features/source.ts';
 
 export interface TrainOptions extends Omit<BackboneChoice, 'backbone' | 'weights' | 'layer' | 'preprocess' | 'inputSize' | 'trainedWith'>, EngineSettings, CacheOptions {
   /** A registry name or path; several (an array) fuse their features. */

@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { loadDataset, samplesOf, SPLITS, type Layout, type Split } from './data/layout.ts';
-import { UsageError } from './errors.ts';
-import { evaluatePredictions, type Evaluation } from './metrics/index.ts';
+import { loadDataset, samplesOf, SPLITS, type Layout, type Split } from '../data/layout.ts';
+import { UsageError } from '../errors.ts';
+import { evaluatePredictions, type Evaluation } from '../metrics/index.ts';
 import { openModelFeatures, scoreImages, type FinetuneModel, type PredictOptions } from './predict.ts';
-import type { GalleryItem } from './report/index.ts';
+import type { GalleryItem } from '../report/index.ts';
 
 export interface EvaluateOptions extends PredictOptions {
   /** Which images: valid (default where the data has a validation split), train, test, all. */

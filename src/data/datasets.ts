@@ -1,12 +1,12 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { download, hashFile, OfflineError } from './backbones/download.ts';
-import { extractZip } from './data/unzip.ts';
-import { ModelFileError, UsageError } from './errors.ts';
-import { reasonOf } from './fs-reasons.ts';
-import { finetuneHome } from './paths.ts';
-import type { OnProgress } from './progress.ts';
-import { offlineByEnv, sourceUrl } from './weights-store.ts';
+import { download, hashFile, OfflineError } from '../net/download.ts';
+import { extractZip } from './unzip.ts';
+import { ModelFileError, UsageError } from '../errors.ts';
+import { reasonOf } from '../fs/reasons.ts';
+import { finetuneHome } from '../paths.ts';
+import type { OnProgress } from '../progress.ts';
+import { offlineByEnv, sourceUrl } from '../backbones/pull-targets.ts';
 
 /** Public data sets `finetune data pull` knows. */
 export const DATASETS = Object.freeze({

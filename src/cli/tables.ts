@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { UsageError } from '../errors.ts';
-import type { Prediction } from '../predict.ts';
+import { UsageError } from '../index.ts';
+import type { Prediction } from '../index.ts';
 
 function csvField(value: string | number): string {
   const text = String(value);

@@ -1,9 +1,9 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from './errors.ts';
-import { isWithin, probeWritable, realPathOf } from './fs-reasons.ts';
-import { cacheFolderKind } from './features/cache.ts';
-import { featureCacheDir } from './paths.ts';
+import { UsageError } from '../errors.ts';
+import { isWithin, probeWritable, realPathOf } from './reasons.ts';
+import { cacheFolderKind } from '../features/cache.ts';
+import { featureCacheDir } from '../paths.ts';
 
 export interface TrainOutputs {
   /** The data folder (never written); undefined where the layout lists its files (a labels CSV), so a model beside them is never read as data. */

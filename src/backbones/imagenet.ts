@@ -1,10 +1,10 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { expandInputs, inInputOrder } from './data/inputs.ts';
-import { kerasModelsDir, modelsDir } from './paths.ts';
-import type { CacheOptions } from './features/store.ts';
-import type { OnProgress } from './progress.ts';
-import { openFeatureSource, type EngineSettings } from './features/source.ts';
+import { expandInputs, inInputOrder } from '../data/inputs.ts';
+import { kerasModelsDir, modelsDir } from '../paths.ts';
+import type { CacheOptions } from '../features/store.ts';
+import type { OnProgress } from '../progress.ts';
+import { openFeatureSource, type EngineSettings } from '../features/source.ts';
 
 export interface ImagenetClass {
   index: number;

@@ -1,8 +1,8 @@
 import { rename, writeFile } from 'node:fs/promises';
-import { thumbnailDataUri } from './data/image.ts';
-import type { EvaluateResult } from './evaluate.ts';
-import type { FinetuneModel } from './predict.ts';
-import { renderReport, selectGalleryImages, type ReportImage } from './report/index.ts';
+import { thumbnailDataUri } from '../data/image.ts';
+import type { EvaluateResult } from '../pipeline/evaluate.ts';
+import type { FinetuneModel } from '../pipeline/predict.ts';
+import { renderReport, selectGalleryImages, type ReportImage } from './index.ts';
 
 /** Builds the self-contained HTML report of an evaluation (thumbnails only for gallery images) and writes it atomically. */
 export async function writeReport(file: string, model: FinetuneModel, result: EvaluateResult, opts: { title?: string; thumbnailSize?: number } = {}): Promise<string> {

@@ -1,17 +1,17 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { isRegistryName } from './backbones/registry.ts';
-import { notTheBackbone } from './backbones/resolve.ts';
-import * as tf from './tf.ts';
-import { loadBundle, type LoadedBundle } from './bundle/load.ts';
-import { expandInputs, inInputOrder } from './data/inputs.ts';
-import { initBackend } from './engines/backend.ts';
-import { ModelFileError, UsageError } from './errors.ts';
-import type { CacheOptions } from './features/store.ts';
-import { applyTemperature, logitsFromProbabilities } from './metrics/index.ts';
-import { lastModelFile } from './paths.ts';
-import type { OnProgress } from './progress.ts';
-import { openFusedSource, type EngineSettings, type FusedSource } from './features/source.ts';
+import { isRegistryName } from '../backbones/registry.ts';
+import { notTheBackbone } from '../backbones/resolve.ts';
+import * as tf from '../tf.ts';
+import { loadBundle, type LoadedBundle } from '../bundle/load.ts';
+import { expandInputs, inInputOrder } from '../data/inputs.ts';
+import { initBackend } from '../engines/backend.ts';
+import { ModelFileError, UsageError } from '../errors.ts';
+import type { CacheOptions } from '../features/store.ts';
+import { applyTemperature, logitsFromProbabilities } from '../metrics/index.ts';
+import { lastModelFile } from '../paths.ts';
+import type { OnProgress } from '../progress.ts';
+import { openFusedSource, type EngineSettings, type FusedSource } from '../features/source.ts';
 
 export interface FinetuneModel extends LoadedBundle {
   classes: string[];

@@ -1,4 +1,4 @@
-import type { Dataset } from './data/layout.ts';
+import type { Dataset } from '../data/layout.ts';
 
 /** Below this many validation images a fitted temperature is noise: calibration is skipped. */
 export const MIN_CALIBRATION_IMAGES = 30;

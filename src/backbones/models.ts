@@ -1,14 +1,14 @@
 import { cp, mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { download, hashFile } from './backbones/download.ts';
-import { REGISTRY } from './backbones/registry.ts';
-import { loadBackbone } from './backbones/resolve.ts';
-import { writeLayersModel } from './bundle/save.ts';
-import { initBackend } from './engines/backend.ts';
-import { ModelFileError, UsageError } from './errors.ts';
-import { modelsDir } from './paths.ts';
-import type { OnProgress } from './progress.ts';
-import { offlineByEnv, presentAt, pullDestination, pullTargets, sourceUrl, type PullTarget } from './weights-store.ts';
+import { download, hashFile } from '../net/download.ts';
+import { REGISTRY } from './registry.ts';
+import { loadBackbone } from './resolve.ts';
+import { writeLayersModel } from '../bundle/save.ts';
+import { initBackend } from '../engines/backend.ts';
+import { ModelFileError, UsageError } from '../errors.ts';
+import { modelsDir } from '../paths.ts';
+import type { OnProgress } from '../progress.ts';
+import { offlineByEnv, presentAt, pullDestination, pullTargets, sourceUrl, type PullTarget } from './pull-targets.ts';
 
 export interface ModelListing {
   name: string;
@@ -141,7 +141,7 @@ export async function importModel(source: string, opts: { name?: string } = {}):
 /** Writes a loaded backbone as a tfjs layers model folder (model.json + weights.bin). */
 export async function exportBackbone(spec: string, dir: string, opts: { format?: string; weights?: string; layer?: string } = {}): Promise<string> {
   if (opts.format === 'onnx') {
-    const { exportBackboneOnnx } = await import('./backbones/export-onnx.ts');
+    const { exportBackboneOnnx } = await import('./export-onnx.ts');
     await initBackend();
     return (await exportBackboneOnnx(spec, dir, { weights: opts.weights, layer: opts.layer })).file;
   }
@@ -176,7 +176,7 @@ export interface LayerInfo {
 export async function backboneLayers(spec: string, opts: { weights?: string } = {}): Promise<LayerInfo[]> {
   if (/\.onnx$/i.test(spec) && !REGISTRY[spec.toLowerCase()]) return onnxLayers(spec);
   await initBackend();
-  const { defaultFeatureLayer } = await import('./backbones/resolve.ts');
+  const { defaultFeatureLayer } = await import('./resolve.ts');
   let model: import('@tensorflow/tfjs').LayersModel;
   let defaultLayer: string;
   const entry = REGISTRY[spec.toLowerCase()];
@@ -203,9 +203,9 @@ export async function backboneLayers(spec: string, opts: { weights?: string } = 
  * graph leaves it open), from the file's own shape records or one run on a blank image.
  */
 async function onnxLayers(spec: string): Promise<LayerInfo[]> {
-  const { loadOnnxBackbone } = await import('./backbones/onnx-file.ts');
-  const { valueShapes } = await import('./engines/onnx-file.ts');
-  const { nodeValues } = await import('./engines/onnx-surgery.ts');
+  const { loadOnnxBackbone } = await import('./onnx-file.ts');
+  const { valueShapes } = await import('../engines/onnx-file.ts');
+  const { nodeValues } = await import('../engines/onnx-surgery.ts');
   const file = path.resolve(spec);
   if (!(await stat(file).catch(() => null))) throw new UsageError(`${spec}: no such file`);
   const { network, layer, inputSize } = await loadOnnxBackbone(file, { inputSize: undefined }).catch(async (err) => {
