@@ -47,3 +47,8 @@ export class InterruptedError extends FinetuneError {
     super(message, EXIT.interrupted);
   }
 }
+
+/** The first line of an error's message: the line a user is shown of an error from a library. */
+export function firstLine(err: unknown): string {
+  return String(err instanceof Error ? err.message : err).split('\n')[0];
+}

@@ -24,10 +24,11 @@ export { AUDIT_DEFAULTS } from './audit/defaults.ts';
 export { LABEL_SCORES } from './audit/label-issues.ts';
 
 // Errors, progress events, places on disk.
-export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT } from './errors.ts';
+export { FinetuneError, UsageError, ModelFileError, GateError, InterruptedError, EXIT, firstLine } from './errors.ts';
 export type { ProgressEvent, OnProgress } from './progress.ts';
 export { finetuneHome, modelsDir, featureCacheDir, lastModelFile } from './paths.ts';
 export { packageVersion, packageVersions } from './package.ts';
+export { formatBytes } from './fs/sizes.ts';
 export { checkTrainOutputs, checkOutputFiles, type TrainOutputs } from './fs/output-checks.ts';
 
 // Light modules (no engine).

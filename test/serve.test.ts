@@ -220,7 +220,7 @@ describe('finetune serve: bad input never takes it down', () => {
       const big = Buffer.alloc(200_000, 7);
       const res = await postImage(`${server.url}/predict`, big);
       assert.equal(res.status, 413);
-      assert.match(((await res.json()) as { error: string }).error, /over the limit of 0\.010 MB \(--max-body\)/);
+      assert.match(((await res.json()) as { error: string }).error, /over the limit of 10\.0 kB \(--max-body\)/);
       const chunked = await rawRequest(server.url, { chunks: Array.from({ length: 50 }, () => Buffer.alloc(4000, 1)), headers: { 'Content-Type': 'image/jpeg', 'Transfer-Encoding': 'chunked' } });
       assert.equal(chunked.status, 413);
       assert.ok(chunked.sent < 50 * 4000, 'the whole body was read');

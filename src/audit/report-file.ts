@@ -1,4 +1,4 @@
-import { rename, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../fs/atomic.ts';
 import path from 'node:path';
 import { thumbnailDataUri } from '../data/image.ts';
 import { renderAuditReport, type AuditThumb } from '../report/audit.ts';
@@ -66,8 +66,6 @@ export async function writeAuditReport(file: string, result: AuditResult, opts: 
       outliers: Math.max(0, result.outliers.length - L.outliers),
     },
   });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, html);
-  await rename(tmp, file);
+  await writeFileAtomic(file, html);
   return file;
 }

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../fs/atomic.ts';
 import { finetuneHome } from '../paths.ts';
 
 /**
@@ -21,9 +22,7 @@ export async function weightsChecksum(file: string): Promise<string> {
   // Only a speed-up: a read-only home or a race with another process must not fail the load.
   try {
     await mkdir(path.dirname(memo), { recursive: true });
-    const tmp = `${memo}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify({ ...known, [key]: digest }));
-    await rename(tmp, memo);
+    await writeFileAtomic(memo, JSON.stringify({ ...known, [key]: digest }));
   } catch {
     // ignored: the next load hashes again
   }

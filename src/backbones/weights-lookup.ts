@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import { formatBytes } from '../fs/sizes.ts';
 import path from 'node:path';
 import { ModelFileError, UsageError } from '../errors.ts';
 import { kerasModelsDir, modelsDir } from '../paths.ts';
@@ -32,7 +33,7 @@ export function missingWeightsMessage(entry: RegistryEntry, want: WeightsFile): 
   const [home, keras] = weightsCandidates(want);
   const pull = want === entry.weights.full ? `${entry.name}-full` : entry.name;
   return (
-    `${entry.name} weights not found: put ${want.file} (${(want.bytes / 1e6).toFixed(1)} MB, md5 ${want.md5 ?? 'unpublished'}) at ${home} or ${keras}, ` +
+    `${entry.name} weights not found: put ${want.file} (${formatBytes(want.bytes)}, md5 ${want.md5 ?? 'unpublished'}) at ${home} or ${keras}, ` +
     `or pass --weights PATH; it is published at ${want.url} (finetune models pull ${pull})`
   );
 }

@@ -1,31 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '../tf.ts';
-import { FinetuneError } from '../errors.ts';
+import { EXIT, FinetuneError } from '../errors.ts';
+import { syncDir, writeDurably, writeFileAtomic } from '../fs/atomic.ts';
 import { reasonOf } from '../fs/reasons.ts';
 import { BACKBONE_ONNX_FILE, MANIFEST_FILE, type Manifest } from './manifest.ts';
-
-async function writeDurably(file: string, data: string | Uint8Array): Promise<void> {
-  const handle = await open(file, 'w');
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch {
-    // Some filesystems refuse fsync on a directory; the rename is still atomic.
-  } finally {
-    await handle.close();
-  }
-}
 
 async function previousHead(dir: string): Promise<string | undefined> {
   try {
@@ -65,7 +45,7 @@ export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Om
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
-    throw new FinetuneError(`cannot create model folder ${dir}: ${reasonOf(err)}; choose another --out`, 1, { cause: err });
+    throw new FinetuneError(`cannot create model folder ${dir}: ${reasonOf(err)}; choose another --out`, EXIT.runtime, { cause: err });
   }
   const old = await previousHead(dir);
   const headDir = `head-${Date.now().toString(36)}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -95,7 +75,7 @@ export async function saveBundle(dir: string, head: tf.LayersModel, manifest: Om
       await rm(tmp, { force: true }).catch(() => undefined);
       await removeLeftovers(dir, old).catch(() => undefined);
       const kept = old ? '; the previous model there is unchanged' : '';
-      throw new FinetuneError(`cannot save the model in ${dir}: ${reasonOf(err)}${kept}; free space or choose another --out`, 1, { cause: err });
+      throw new FinetuneError(`cannot save the model in ${dir}: ${reasonOf(err)}${kept}; free space or choose another --out`, EXIT.runtime, { cause: err });
     }
     throw err;
   }
@@ -138,11 +118,5 @@ async function removeLeftovers(dir: string, keep: string | undefined): Promise<v
 /** Remembers the bundle trained last, predict's default --model. */
 export async function rememberLastModel(file: string, dir: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    await writeFile(tmp, path.resolve(dir) + '\n');
-    await rename(tmp, file);
-  } finally {
-    await rm(tmp, { force: true }).catch(() => undefined);
-  }
+  await writeFileAtomic(file, path.resolve(dir) + '\n');
 }

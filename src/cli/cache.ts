@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UsageError } from '../index.ts';
+import { formatBytes, UsageError } from '../index.ts';
 import { printJson, printResult } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -8,9 +8,7 @@ interface CacheFlags {
   json?: boolean;
 }
 
-function megabytes(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(1)} MB`;
-}
+const megabytes = formatBytes;
 
 const CACHE_DIR_HELP = 'feature cache folder (default: $FINETUNE_CACHE or ~/.cache/finetune/features)';
 

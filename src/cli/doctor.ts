@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { EXIT } from '../index.ts';
+import { EXIT, formatBytes } from '../index.ts';
 import type { DoctorReport } from '../index.ts';
 import { paint, printJson, printResult, type Output } from './output.ts';
 import { runCommand } from './run.ts';
@@ -20,7 +20,7 @@ export function registerDoctor(program: Command): void {
     );
 }
 
-const mb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(1)} MB`);
+const mb = formatBytes;
 const yes = (out: Output, ok: boolean, text: string) => paint(out, ok ? 'green' : 'yellow', text);
 
 export function doctorLines(out: Output, r: DoctorReport): string[] {

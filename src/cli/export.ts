@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { EXIT } from '../index.ts';
+import { EXIT, formatBytes } from '../index.ts';
 import { printJson, printResult } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -15,9 +15,6 @@ interface ExportFlags {
   quiet?: boolean;
 }
 
-function formatBytes(n: number): string {
-  return n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`;
-}
 
 export function registerExport(program: Command): void {
   program

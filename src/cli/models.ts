@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { formatBytes } from '../index.ts';
 import { printJson, printResult, printWarning } from './output.ts';
 import { runCommand } from './run.ts';
 
@@ -7,9 +8,7 @@ interface JsonFlags {
   quiet?: boolean;
 }
 
-function mb(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(1)} MB`;
-}
+const mb = formatBytes;
 
 export function registerModels(program: Command): void {
   const models = program.command('models').description('pretrained backbones: list, download, verify, import, export');

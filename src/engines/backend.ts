@@ -1,4 +1,5 @@
 import * as tf from '../tf.ts';
+import { UsageError } from '../errors.ts';
 
 /**
  * The tfjs backend, chosen at run time: tfjs-node-gpu ▸ tfjs-node ▸ wasm ▸ cpu. The native
@@ -45,8 +46,7 @@ async function pick(choice: BackendChoice): Promise<string> {
       return kind;
     }
   }
-  const { FinetuneError } = await import('../errors.ts');
-  throw new FinetuneError(`--backend ${choice} is not available here: ${choice.startsWith('node') ? `install ${NATIVE[choice as 'node']} (it downloads libtensorflow)` : 'use --backend auto'}`, 2);
+  throw new UsageError(`--backend ${choice} is not available here: ${choice.startsWith('node') ? `install ${NATIVE[choice as 'node']} (it downloads libtensorflow)` : 'use --backend auto'}`);
 }
 
 /** Sets up the tfjs backend once per process; returns which one runs (`node-gpu`, `node`, `wasm`, `cpu`). */

@@ -123,7 +123,6 @@ export const realProbes: DoctorProbes = {
 };
 
 const PACKAGES = ['onnxruntime-node', '@tensorflow/tfjs', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'sharp'];
-const BACKEND_PACKAGE = { 'node-gpu': '@tensorflow/tfjs-node-gpu', node: '@tensorflow/tfjs-node', wasm: '@tensorflow/tfjs-backend-wasm', cpu: '@tensorflow/tfjs-backend-cpu' } as const;
 
 async function settle<T>(work: () => Promise<T>): Promise<{ value?: T; error?: string }> {
   try {

@@ -18,9 +18,6 @@ parentPort.on('message', async (message) => {
       const features = Float32Array.from(output.data);
       output.dispose();
       parentPort.postMessage({ type: 'result', id: message.id, features }, [features.buffer]);
-    } else if (message.type === 'release') {
-      await session?.release();
-      parentPort.postMessage({ type: 'released' });
     }
   } catch (err) {
     parentPort.postMessage({ type: 'error', id: message.id, message: err instanceof Error ? err.message : String(err) });

@@ -110,7 +110,7 @@ export async function extractorFromGraph(bytes: Uint8Array, graph: FeatureGraph,
   };
 }
 
-type Reply = { type: 'ready' | 'released' } | { type: 'result'; id: number; features: Float32Array } | { type: 'error'; id?: number; message: string };
+type Reply = { type: 'ready' } | { type: 'result'; id: number; features: Float32Array } | { type: 'error'; id?: number; message: string };
 
 /** The session lives in a worker thread (src/engines/onnx-session-worker.mjs); requests are answered in order. */
 class OnnxWorker {

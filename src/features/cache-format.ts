@@ -41,23 +41,7 @@ export function recordSize(dim: number, precision: Precision): number {
   return RECORD_HEADER_SIZE + Math.ceil((dim * bytesPerValue(precision)) / 8) * 8;
 }
 
-/** zlib.crc32 arrived in Node 20.15; the table version keeps older 20.x working. */
-let crcTable: Uint32Array | undefined;
-function crc32Fallback(data: Uint8Array, value = 0): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let c = ~value >>> 0;
-  for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
-export const crc32: (data: Uint8Array, value?: number) => number =
-  typeof zlib.crc32 === 'function' ? zlib.crc32 : crc32Fallback;
+export const crc32: (data: Uint8Array, value?: number) => number = zlib.crc32;
 
 export interface PackHeader {
   precision: Precision;

@@ -11,9 +11,10 @@
  * packs stay cheap.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { FinetuneError } from '../errors.ts';
+import { writeFileAtomic } from '../fs/atomic.ts';
 import { reasonOf } from '../fs/reasons.ts';
 import { decodeFloat16, encodeFloat16, float16ScaleExp } from './cache-float16.ts';
 import {
@@ -481,12 +482,6 @@ export class PackedNamespace implements FeatureNamespace {
     } catch {
       // Missing or unreadable: write it.
     }
-    const tmp = `${target}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      await writeFile(tmp, this.specJson);
-      await rename(tmp, target);
-    } finally {
-      await rm(tmp, { force: true });
-    }
+    await writeFileAtomic(target, this.specJson);
   }
 }

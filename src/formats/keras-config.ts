@@ -1,5 +1,5 @@
 import * as tf from '../tf.ts';
-import { ModelFileError } from '../errors.ts';
+import { firstLine, ModelFileError } from '../errors.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -243,9 +243,6 @@ function layerName(layer: LayerEntry): string {
   return String(layer.config.name ?? layer.name);
 }
 
-function firstLine(err: unknown): string {
-  return String(err instanceof Error ? err.message : err).split('\n')[0];
-}
 
 /**
  * Keras 3 writes each call as {args, kwargs} with `keras_history` on the tensors; tfjs reads the

@@ -5,7 +5,7 @@ import h5wasm from 'h5wasm/node';
 import type { Dataset, Group, File as H5File } from 'h5wasm';
 import { weightsChecksum } from '../backbones/checksum.ts';
 import { withInputSize } from './tfjs-folder.ts';
-import { ModelFileError } from '../errors.ts';
+import { firstLine, ModelFileError } from '../errors.ts';
 import { kerasConfigToTfjs } from './keras-config.ts';
 
 export interface KerasWeight {
@@ -225,6 +225,3 @@ function lastSegment(name: string): string {
   return name.slice(name.lastIndexOf('/') + 1);
 }
 
-function firstLine(err: unknown): string {
-  return String(err instanceof Error ? err.message : err).split('\n')[0];
-}

@@ -4,6 +4,7 @@ import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises
 import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
+import { syncDir } from '../fs/atomic.ts';
 import { EXIT, FinetuneError, InterruptedError, ModelFileError } from '../errors.ts';
 import { noProgress, type OnProgress } from '../progress.ts';
 
@@ -440,20 +441,6 @@ async function fileSize(file: string): Promise<number> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw err;
-  }
-}
-
-/** Makes the rename itself durable; not every platform lets a directory be fsynced. */
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // best effort
   }
 }
 

@@ -1,4 +1,4 @@
-import { rename, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../fs/atomic.ts';
 import { thumbnailDataUri } from '../data/image.ts';
 import type { EvaluateResult } from '../pipeline/evaluate.ts';
 import type { FinetuneModel } from '../pipeline/predict.ts';
@@ -36,8 +36,6 @@ export async function writeReport(file: string, model: FinetuneModel, result: Ev
     skipped: result.skipped,
     seed,
   });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, html);
-  await rename(tmp, file);
+  await writeFileAtomic(file, html);
   return file;
 }

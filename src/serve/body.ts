@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { formatBytes } from '../fs/sizes.ts';
 import { Busboy } from '@fastify/busboy';
 
 /** An answer other than 200, with the reason for the client. */
@@ -32,7 +33,6 @@ export interface BodyLimits {
   maxFiles: number;
 }
 
-const megabytes = (n: number) => `${(n / 1e6).toFixed(n < 1e6 ? 3 : 0)} MB`;
 
 /**
  * The images of a POST body: the body itself (`Content-Type: image/*` or
@@ -41,7 +41,7 @@ const megabytes = (n: number) => `${(n / 1e6).toFixed(n < 1e6 ? 3 : 0)} MB`;
  * the count passes the limit; the caller then closes the connection instead of reading on.
  */
 export async function readUploads(req: IncomingMessage, limits: BodyLimits): Promise<Upload[]> {
-  const tooLarge = () => new HttpError(413, `request body over the limit of ${megabytes(limits.maxBody)} (--max-body)`);
+  const tooLarge = () => new HttpError(413, `request body over the limit of ${formatBytes(limits.maxBody)} (--max-body)`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limits.maxBody) throw tooLarge();
   const type = (req.headers['content-type'] ?? '').toLowerCase();
