@@ -23,7 +23,6 @@ export const VGG16_WEIGHTS = {
 
 export const VGG16_TOP_LAYERS = VGG_TOP_LAYERS;
 
-export type Vgg16Options = VggOptions;
 
 export function vgg16(opts: VggOptions = {}): tf.LayersModel {
   return vggNetwork('vgg16', [2, 2, 3, 3, 3], opts);

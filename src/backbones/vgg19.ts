@@ -24,7 +24,6 @@ export const VGG19_WEIGHTS = {
 
 export const VGG19_TOP_LAYERS = VGG_TOP_LAYERS;
 
-export type Vgg19Options = VggOptions;
 
 export function vgg19(opts: VggOptions = {}): tf.LayersModel {
   return vggNetwork('vgg19', [2, 2, 4, 4, 4], opts);

@@ -9,7 +9,7 @@ import yauzl from 'yauzl';
 import { EXIT, FinetuneError, InterruptedError, UsageError } from '../errors.ts';
 import { noProgress, type OnProgress } from '../progress.ts';
 
-export interface ExtractOptions {
+export interface UnzipOptions {
   onProgress?: OnProgress;
   signal?: AbortSignal;
   /** Drop this many leading path components from every entry (like `tar --strip-components`). */
@@ -26,7 +26,7 @@ const S_IFLNK = 0o120000;
  * temporary sibling folder first and is renamed into place at the end, so an interrupted or
  * refused extraction never leaves a half-filled `destDir`.
  */
-export async function extractZip(zipFile: string, destDir: string, opts: ExtractOptions = {}): Promise<{ files: number; bytes: number }> {
+export async function extractZip(zipFile: string, destDir: string, opts: UnzipOptions = {}): Promise<{ files: number; bytes: number }> {
   const { onProgress = noProgress, signal, stripComponents = 0 } = opts;
   await assertEmptyOrAbsent(destDir);
   if (signal?.aborted) throw new InterruptedError();
