@@ -4,7 +4,7 @@ import * as tf from '../tf.ts';
 import h5wasm from 'h5wasm/node';
 import type { Dataset, Group, File as H5File } from 'h5wasm';
 import { weightsChecksum } from '../backbones/checksum.ts';
-import { withInputSize } from './tfjs-folder.ts';
+import { withInputSize } from './topology.ts';
 import { firstLine, ModelFileError } from '../errors.ts';
 import { kerasConfigToTfjs } from './keras-config.ts';
 
