@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { lstat, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { featureCacheDir, finetuneHome, kerasModelsDir, lastModelFile, modelsDir } from '../paths.ts';
+import { probeWritable } from '../fs/reasons.ts';
 import { packageVersion } from '../package.ts';
 
 /**
@@ -257,7 +258,7 @@ async function pathStatus(key: PathStatus['key'], what: string, target: string):
     () => true,
     () => false,
   );
-  return { key, what, path: target, exists, bytes: exists ? await sizeOf(target) : 0, writable: await canWrite(target, exists) };
+  return { key, what, path: target, exists, bytes: exists ? await sizeOf(target) : 0, writable: await canWrite(target) };
 }
 
 async function sizeOf(target: string): Promise<number> {
@@ -269,24 +270,7 @@ async function sizeOf(target: string): Promise<number> {
   return total;
 }
 
-/**
- * Writes and removes a probe file in the folder, or in the nearest existing folder above a path
- * not created yet (permission bits lie on read-only mounts and under root).
- */
-async function canWrite(target: string, exists: boolean): Promise<boolean> {
-  if (!exists) {
-    const parent = path.dirname(target);
-    if (parent === target) return false;
-    return canWrite(parent, await lstat(parent).then(() => true, () => false));
-  }
-  const info = await lstat(target).catch(() => null);
-  if (!info?.isDirectory()) return false;
-  const probe = path.join(target, `.finetune-doctor-${process.pid}`);
-  try {
-    await writeFile(probe, '');
-    await rm(probe, { force: true });
-    return true;
-  } catch {
-    return false;
-  }
+/** The folder, or the nearest existing one above a path not created yet, takes a probe file (fs/reasons.ts). */
+async function canWrite(target: string): Promise<boolean> {
+  return (await probeWritable(target).catch(() => ({ ok: false }))).ok;
 }
