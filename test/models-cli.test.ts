@@ -336,6 +336,19 @@ describe('predict --imagenet', () => {
     }
   });
 
+  test('a --class-names file that is missing or holds no names: exit 2, one line naming it, before any image runs', async () => {
+    const missing = path.join(tmp, 'no-such-names.json');
+    const r = await finetune(home, ['predict', '--imagenet', '--backbone', tiny.folder, '--class-names', missing, ...images]);
+    assert.equal(r.code, 2, show(r));
+    assert.match(r.stderr, new RegExp(`--class-names ${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} cannot be read \\(no such file`));
+    assert.equal(r.stdout, '');
+    const empty = path.join(tmp, 'names-empty.json');
+    await writeFile(empty, '{"note": "no classes here"}');
+    const e = await finetune(home, ['predict', '--imagenet', '--backbone', tiny.folder, '--class-names', empty, ...images]);
+    assert.equal(e.code, 2, show(e));
+    assert.match(e.stderr, /holds no class names/);
+  });
+
   test('a 1000-name list names the classes; a missing image → {path, error} and exit 3', async () => {
     const names = path.join(tmp, 'names-1000.json');
     await writeFile(names, JSON.stringify(Array.from({ length: 1000 }, (_, i) => `thing${i}`)));

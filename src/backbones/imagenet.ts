@@ -1,6 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expandInputs, inInputOrder } from '../data/inputs.ts';
+import { UsageError } from '../errors.ts';
+import { reasonOf } from '../fs/reasons.ts';
 import { kerasModelsDir, modelsDir } from '../paths.ts';
 import type { CacheOptions } from '../features/store.ts';
 import type { OnProgress } from '../progress.ts';
@@ -44,7 +46,16 @@ async function readJson(file: string): Promise<unknown> {
 
 /** Class names from --class-names, $FINETUNE_HOME/models or ~/.keras/models; numbers only when none is found. */
 export async function imagenetClassNames(explicit?: string): Promise<string[] | undefined> {
-  const candidates = explicit ? [explicit] : [path.join(modelsDir(), 'imagenet_class_index.json'), path.join(kerasModelsDir(), 'imagenet_class_index.json')];
+  if (explicit) {
+    const json = await readJson(explicit).catch((err: unknown) => {
+      const reason = err instanceof SyntaxError ? `is not JSON (${err.message})` : `cannot be read (${reasonOf(err)})`;
+      throw new UsageError(`--class-names ${explicit} ${reason}: give Keras's imagenet_class_index.json or a JSON array of names`, { cause: err });
+    });
+    const names = parseClassNames(json);
+    if (!names) throw new UsageError(`--class-names ${explicit} holds no class names: give Keras's imagenet_class_index.json or a JSON array of names`);
+    return names;
+  }
+  const candidates = [path.join(modelsDir(), 'imagenet_class_index.json'), path.join(kerasModelsDir(), 'imagenet_class_index.json')];
   for (const file of candidates) {
     const names = await readJson(file).then(parseClassNames, () => undefined);
     if (names) return names;
@@ -67,11 +78,12 @@ async function outputOrder(folder: string): Promise<number[] | undefined> {
 /** The backbone's own top-k ImageNet classes for each image: the sanity check users run first. */
 export async function imagenetTop(inputs: string[], opts: ImagenetOptions = {}): Promise<ImagenetPrediction[]> {
   const spec = opts.backbone ?? 'vgg16';
+  // Read first: a wrong --class-names must fail before the backbone loads and the images run.
+  const names = await imagenetClassNames(opts.classNames);
   const opened = await openFeatureSource(spec, { weights: opts.weights, output: true, pooling: 'avg' }, opts, opts.onProgress);
   try {
     const { paths, entries } = await expandInputs(inputs);
     const result = await opened.extract(paths, { onProgress: opts.onProgress, signal: opts.signal });
-    const names = await imagenetClassNames(opts.classNames);
     const source = opened.backbone.source;
     const order = await outputOrder(/\.(json|h5|hdf5|keras|onnx)$/i.test(source) ? path.dirname(source) : source);
     const k = opts.top ?? 5;
