@@ -39,3 +39,9 @@ export const FINE_TUNE_DEFAULTS = Object.freeze({
 export const AUGMENTS = ['flip', 'vflip', 'rot90', 'crop'] as const;
 export type Augment = (typeof AUGMENTS)[number];
 export type ClassWeightMode = 'auto' | 'balanced' | 'none';
+
+/** Data set layouts (README, Data layouts) and the splits a command can read. */
+export const LAYOUTS = ['fastai', 'folders', 'kaggle', 'csv'] as const;
+export type Layout = (typeof LAYOUTS)[number];
+export const SPLITS = ['train', 'valid', 'test', 'all'] as const;
+export type Split = (typeof SPLITS)[number];

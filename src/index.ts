@@ -16,7 +16,8 @@ function lazy<F extends (...args: never[]) => unknown>(load: () => Promise<F>): 
 // Choices and defaults: the CLI's `.choices()` and `--help` defaults read these.
 export { TRAIN_DEFAULTS, FINE_TUNE_DEFAULTS, AUGMENTS, type Augment, type ClassWeightMode } from './defaults.ts';
 export { ENGINES, BACKENDS, POOLINGS, type EngineChoice, type BackendChoice, type Pooling, type Device } from './engines/types.ts';
-export { LAYOUTS, SPLITS, loadDataset, type Dataset, type Layout, type Split, type Sample } from './data/layout.ts';
+export { LAYOUTS, SPLITS, type Layout, type Split } from './defaults.ts';
+export type { Dataset, Sample } from './data/layout.ts';
 export { PREPROCESS_MODES, type Preprocess } from './data/preprocess.ts';
 export { EXPORT_FORMATS, type ExportFormat, type ExportedPreprocessing } from './export/types.ts';
 export { SERVE_DEFAULTS } from './serve/defaults.ts';
@@ -29,12 +30,27 @@ export type { ProgressEvent, OnProgress } from './progress.ts';
 export { finetuneHome, modelsDir, featureCacheDir, lastModelFile } from './paths.ts';
 export { packageVersion, packageVersions } from './package.ts';
 export { formatBytes } from './fs/sizes.ts';
-export { checkTrainOutputs, checkOutputFiles, type TrainOutputs } from './fs/output-checks.ts';
+export { reasonOf } from './fs/reasons.ts';
+export type { TrainOutputs } from './fs/output-checks.ts';
 
-// Light modules (no engine).
-export { FeatureCache, cacheFolderKind, type CacheInfo, type FeatureCacheOptions, type CacheAccess } from './features/cache.ts';
-export { doctor, type DoctorReport, type DoctorProbes } from './engines/doctor.ts';
-export { fixRows, formatFixList, readFixList, applyFixList, FIX_ACTIONS, type FixRow, type FixAction } from './audit/fix-list.ts';
+// Files: data sets, output checks, atomic writes, the feature cache, the machine.
+export const loadDataset = lazy(async () => (await import('./data/layout.ts')).loadDataset);
+export const checkTrainOutputs = lazy(async () => (await import('./fs/output-checks.ts')).checkTrainOutputs);
+export const checkOutputFiles = lazy(async () => (await import('./fs/output-checks.ts')).checkOutputFiles);
+export const writeFileAtomic = lazy(async () => (await import('./fs/atomic.ts')).writeFileAtomic);
+export type { FeatureCache, CacheInfo, FeatureCacheOptions, CacheAccess } from './features/cache.ts';
+export const openFeatureCache = lazy(async () => {
+  const { FeatureCache } = await import('./features/cache.ts');
+  return (dir: string, options?: Parameters<typeof FeatureCache.open>[1]) => FeatureCache.open(dir, options);
+});
+export const cacheFolderKind = lazy(async () => (await import('./features/cache.ts')).cacheFolderKind);
+export type { DoctorReport, DoctorProbes } from './engines/doctor.ts';
+export const doctor = lazy(async () => (await import('./engines/doctor.ts')).doctor);
+export type { FixRow, FixAction } from './audit/fix-list.ts';
+export const fixRows = lazy(async () => (await import('./audit/fix-list.ts')).fixRows);
+export const formatFixList = lazy(async () => (await import('./audit/fix-list.ts')).formatFixList);
+export const readFixList = lazy(async () => (await import('./audit/fix-list.ts')).readFixList);
+export const applyFixList = lazy(async () => (await import('./audit/fix-list.ts')).applyFixList);
 export type { Evaluation } from './metrics/index.ts';
 
 // Pipelines.

@@ -69,7 +69,7 @@ export function registerAudit(program: Command, defaults: typeof import('../inde
         }
         if (flags.fixList) {
           const { fixRows, formatFixList } = await import('../index.ts');
-          await writeAtomically(flags.fixList, formatFixList(fixRows(result)));
+          await writeAtomically(flags.fixList, await formatFixList(await fixRows(result)));
         }
         if (flags.json) {
           const { scores: _, images: __, ...lists } = result;

@@ -14,7 +14,7 @@ const CACHE_DIR_HELP = 'feature cache folder (default: $FINETUNE_CACHE or ~/.cac
 
 /** Opens the cache of --cache-dir (or the default), runs `use`, and closes it. */
 async function withCache<T>(flags: CacheFlags, access: 'read' | 'write', use: (cache: import('../index.ts').FeatureCache) => Promise<T>): Promise<T> {
-  const [{ FeatureCache, cacheFolderKind }, { featureCacheDir }] = await Promise.all([import('../index.ts'), import('../index.ts')]);
+  const { openFeatureCache, cacheFolderKind, featureCacheDir } = await import('../index.ts');
   const dir = flags.cacheDir ?? featureCacheDir();
   if (access === 'write') {
     // Clearing must never touch a folder of someone else's files, not even to tag it.
@@ -22,7 +22,7 @@ async function withCache<T>(flags: CacheFlags, access: 'read' | 'write', use: (c
     if (kind === 'other') throw new UsageError(`${dir} is not a finetune feature cache (no CACHEDIR.TAG of finetune, and files of its own): nothing was deleted; check --cache-dir`);
     if (kind !== 'cache') access = 'read';
   }
-  const cache = await FeatureCache.open(dir, { access });
+  const cache = await openFeatureCache(dir, { access });
   try {
     return await use(cache);
   } finally {

@@ -1,4 +1,3 @@
-import { rename, writeFile } from 'node:fs/promises';
 import { EXIT, UsageError } from '../index.ts';
 import { detectOutput, paint, progressRenderer, type Output } from './output.ts';
 
@@ -63,11 +62,10 @@ export function commanderErrorOutput(argv: string[]) {
 
 /** Output files (CSV, submissions) appear whole or not at all. */
 export async function writeAtomically(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
+  const { writeFileAtomic, reasonOf } = await import('../index.ts');
   try {
-    await writeFile(tmp, text);
+    await writeFileAtomic(file, text);
   } catch (err) {
-    throw new UsageError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? err}; check the folder exists and is writable`);
+    throw new UsageError(`cannot write ${file}: ${reasonOf(err)}; check the folder exists and is writable`, { cause: err });
   }
-  await rename(tmp, file);
 }

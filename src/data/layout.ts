@@ -13,10 +13,8 @@ import { createRng, shuffleInPlace } from './random.ts';
  * kaggle  DIR/train/cat.123.jpg (or DIR/cat.123.jpg): the class is the name before the first dot
  * csv     a labels file (`labels` option, or DIR given as FILE.csv): path,label[,split] (csv-labels.ts)
  */
-export const LAYOUTS = ['fastai', 'folders', 'kaggle', 'csv'] as const;
-export type Layout = (typeof LAYOUTS)[number];
-export const SPLITS = ['train', 'valid', 'test', 'all'] as const;
-export type Split = (typeof SPLITS)[number];
+export { LAYOUTS, SPLITS, type Layout, type Split } from '../defaults.ts';
+import type { Layout, Split } from '../defaults.ts';
 
 export interface Sample {
   path: string;
