@@ -140,6 +140,27 @@ describe('an ONNX file as the backbone (torch.onnx.export-style NCHW graph)', ()
     await assert.rejects(loadAnyBackbone(file), (err: Error) => err instanceof ModelFileError && err.message.includes(file) && /model\.onnx_data cannot be read/.test(err.message));
   });
 
+  test('models import of an .onnx file (external data included): the name then works as --backbone, the same network', async () => {
+    const file = await convnet({ externalData: true });
+    const home = path.join(dir, 'home-import');
+    const previous = process.env.FINETUNE_HOME;
+    process.env.FINETUNE_HOME = home;
+    try {
+      const { importModel } = await import('../src/backbones/models.ts');
+      const imported = await importModel(file, { name: 'mynet' });
+      assert.equal(imported.path, path.join(home, 'models', 'mynet', 'model.onnx'));
+      await rm(`${file}_data`);
+      const byName = await loadAnyBackbone('mynet');
+      assert.equal(byName.source, imported.path);
+      const got = await features('mynet', 'relu', 'avg', images, COUNT);
+      assertClose(got.values, perImage((r) => poolMap(r.relu, FILTERS, 'avg')), 1e-5, 'imported by name');
+      await assert.rejects(importModel(path.join(dir, 'nothing.onnx')), (err: Error) => err instanceof UsageError && /does not exist/.test(err.message));
+    } finally {
+      if (previous === undefined) delete process.env.FINETUNE_HOME;
+      else process.env.FINETUNE_HOME = previous;
+    }
+  });
+
   test("the checksum is the file's sha256; preprocessing defaults to ImageNet mean/std (alias imagenet)", async () => {
     const file = await convnet();
     const backbone = await loadAnyBackbone(file);

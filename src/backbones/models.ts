@@ -3,6 +3,7 @@ import path from 'node:path';
 import { download, hashFile } from '../net/download.ts';
 import { REGISTRY } from './registry.ts';
 import { loadBackbone } from './resolve.ts';
+import { isOnnxPath } from './onnx-file.ts';
 import { writeLayersModel } from '../bundle/save.ts';
 import { initBackend } from '../engines/backend.ts';
 import { ModelFileError, UsageError } from '../errors.ts';
@@ -109,9 +110,10 @@ export async function importModel(source: string, opts: { name?: string } = {}):
   const info = await stat(source).catch(() => null);
   if (!info) throw new UsageError(`${source} does not exist`);
   const base = path.basename(source);
-  if (!info.isDirectory() && !/\.(h5|hdf5|keras)$/i.test(base)) {
-    throw new UsageError(`models import ${source}: expected a tfjs model folder (model.json) or a Keras .h5/.hdf5/.keras file`);
+  if (!info.isDirectory() && !/\.(h5|hdf5|keras|onnx)$/i.test(base)) {
+    throw new UsageError(`models import ${source}: expected a tfjs model folder (model.json), a Keras .h5/.hdf5/.keras file or an ONNX .onnx file`);
   }
+  if (isOnnxPath(base)) return importOnnx(source, opts.name ?? base.replace(/\.onnx$/i, ''));
   const registryFile = pullTargets().find((t) => t.file.file === base);
   let name: string;
   let dest: string;
@@ -136,6 +138,34 @@ export async function importModel(source: string, opts: { name?: string } = {}):
   await rm(dest, { recursive: true, force: true });
   await rename(tmp, dest);
   return { name, path: dest };
+}
+
+/**
+ * An ONNX model goes into its own folder, models/<name>/, with the external-data files it
+ * names beside it (their names are relative to the model's folder, and two exports may both
+ * call theirs model.onnx_data).
+ */
+async function importOnnx(source: string, name: string): Promise<{ name: string; path: string }> {
+  if (!/^[\w.-]+$/.test(name) || REGISTRY[name]) throw new UsageError(`--name ${name}: use letters, digits, '.', '_' or '-', and not a registry name`);
+  const { loadOnnxBackbone } = await import('./onnx-file.ts');
+  // The check that it is an image model; an open input size is the user's to give later, at train time.
+  const network = await loadOnnxBackbone(source).catch(async (err: unknown) => {
+    if (err instanceof UsageError && /--input-size/.test(err.message)) return loadOnnxBackbone(source, { inputSize: [224, 224] });
+    throw err;
+  });
+  const dir = path.join(modelsDir(), name);
+  const tmp = `${dir}.import-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  const from = path.dirname(path.resolve(source));
+  for (const file of [path.resolve(source), ...network.network.dataFiles]) {
+    const target = path.join(tmp, path.relative(from, file));
+    await mkdir(path.dirname(target), { recursive: true });
+    await cp(file, target);
+  }
+  await rm(dir, { recursive: true, force: true });
+  await rename(tmp, dir);
+  return { name, path: path.join(dir, path.basename(source)) };
 }
 
 /** Writes a loaded backbone as a tfjs layers model folder (model.json + weights.bin). */

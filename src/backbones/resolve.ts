@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { PREPROCESS_MODES, type Preprocess } from '../data/preprocess.ts';
@@ -135,13 +135,14 @@ async function findOrPullWeights(entry: RegistryEntry, includeTop: boolean, opts
   }
 }
 
-/** A name given to `finetune models import`: $FINETUNE_HOME/models/<name>.h5 or <name>/model.json. */
-async function importedPath(spec: string): Promise<string | undefined> {
+/** A name given to `finetune models import`: $FINETUNE_HOME/models/<name>.h5, <name>/model.json or <name>/<file>.onnx. */
+export async function importedPath(spec: string): Promise<string | undefined> {
   if (!/^[\w.-]+$/.test(spec)) return undefined;
   for (const candidate of [path.join(modelsDir(), spec, 'model.json'), path.join(modelsDir(), `${spec}.h5`)]) {
     if (await stat(candidate).catch(() => null)) return candidate;
   }
-  return undefined;
+  const onnx = (await readdir(path.join(modelsDir(), spec)).catch(() => [] as string[])).filter(isOnnxPath);
+  return onnx.length === 1 ? path.join(modelsDir(), spec, onnx[0]) : undefined;
 }
 
 export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Promise<Backbone> {
@@ -192,8 +193,11 @@ export async function loadBackbone(spec: string, opts: BackboneOptions = {}): Pr
 
 /** Like loadBackbone, and an ONNX file as well (it runs on the onnx engine only). */
 export async function loadAnyBackbone(spec: string, opts: BackboneOptions = {}): Promise<AnyBackbone> {
-  if (!isOnnxPath(spec) || isRegistryName(spec)) return loadBackbone(spec, opts);
-  const file = path.resolve(spec);
+  if (isRegistryName(spec)) return loadBackbone(spec, opts);
+  // An imported ONNX model is reached by its name, like an imported .h5.
+  const named = isOnnxPath(spec) || (await stat(spec).catch(() => null)) ? undefined : await importedPath(spec);
+  if (!isOnnxPath(spec) && !(named && isOnnxPath(named))) return loadBackbone(spec, opts);
+  const file = path.resolve(named ?? spec);
   if (!(await stat(file).catch(() => null))) throw new UsageError(`--backbone ${spec}: no such file`);
   if (opts.weights) throw new UsageError(`--weights applies to registry backbones (vgg16); ${spec} carries its own weights`);
   const { loadOnnxBackbone } = await import('./onnx-file.ts');

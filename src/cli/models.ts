@@ -65,7 +65,7 @@ export function registerModels(program: Command): void {
   models
     .command('import')
     .description('copy a weights file or model folder into $FINETUNE_HOME/models after checking that it loads')
-    .argument('<file>', 'a Keras .h5 (weights of a registry backbone, or a whole model) or a tfjs model folder')
+    .argument('<file>', 'a Keras .h5 (weights of a registry backbone, or a whole model), a tfjs model folder or an ONNX .onnx file')
     .option('--name <name>', 'name to use it by (--backbone NAME); default: the file name')
     .option('--json', 'print one JSON object')
     .action((file: string, flags: JsonFlags & { name?: string }) =>
