@@ -40,7 +40,7 @@ export async function run(opts: { model: string; image: string }): Promise<Predi
   const { isRegistryName } = await import('../src/backbones/registry.ts');
   if (isRegistryName(b.id) || /\.(h5|hdf5|keras)$/i.test(b.id)) {
     // Split out of loadBackbone below: the HDF5 reader is a WebAssembly module compiled on first use.
-    await time('import src/backbones/keras-h5.ts + h5wasm.ready', async () => {
+    await time('import src/formats/keras-h5.ts + h5wasm.ready', async () => {
       await import('../src/formats/keras-h5.ts');
       const h5wasm = (await import('h5wasm/node')).default;
       await h5wasm.ready;
