@@ -35,7 +35,7 @@ export function registerEvaluate(program: Command, defaults: typeof import('../i
     .option('--report <file.html>', 'write a self-contained HTML report (metrics, confusion matrix, curves, galleries, calibration)')
     .option('--weights <file>', 'backbone weights file, if not in the caches')
     .option('--backbone <path>', 'where the backbone is now, if it was given by a path that has moved')
-    .option('--json', 'print one JSON object: accuracy, logLoss, perClass, confusionMatrix, rocAuc, ece, counts')
+    .option('--json', 'print one JSON object: accuracy, logLoss, rocAuc, ece, uncalibrated, perClass, confusionMatrix, counts')
     .option('-q, --quiet', 'no progress output');
   addEngineOptions(cmd, defaults);
   addCacheOptions(cmd);

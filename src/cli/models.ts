@@ -11,7 +11,7 @@ interface JsonFlags {
 const mb = formatBytes;
 
 export function registerModels(program: Command): void {
-  const models = program.command('models').description('pretrained backbones: list, download, verify, import, export');
+  const models = program.command('models').description('pretrained backbones: list, pull, verify, import, export, layers');
   models
     .command('list')
     .description('known backbones, their settings, and whether their weights are here')
