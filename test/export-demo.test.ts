@@ -50,6 +50,7 @@ interface Shown {
   label: string;
   text: string;
   probabilities: Record<string, number>;
+  note?: string;
 }
 
 /** Opens index.html from file://, picks `files` with the file input, returns what the page shows. */
@@ -76,6 +77,7 @@ async function runDemo(files: string[], screenshot?: string, dir = exported): Pr
         label: (li as HTMLElement).dataset.label!,
         text: li.querySelector('.label')!.textContent!,
         probabilities: JSON.parse((li as HTMLElement).dataset.probabilities!),
+        note: (li as HTMLElement).dataset.note,
       })),
     );
     if (screenshot) {
@@ -150,6 +152,7 @@ test('real photos larger than the input (dogs-vs-cats JPEGs to a 224×224 model,
     const { shown, problems, requests } = await runDemo(files, 'export-demo.png', dir);
     assert.deepEqual(problems, []);
     assert.deepEqual(requests, [], 'no network requests');
+    assert.deepEqual(shown.map((s) => s.note), files.map(() => undefined), 'the page marks none of these photos approximate');
     const worst = largestDifference(shown, expected, big.classes);
     t.diagnostic(`largest |page − predict| for ${files.length} dogs-vs-cats photos (${sizes.map((m) => `${m.width}×${m.height}`).join(', ')}) → 224×224: ${worst.toExponential(2)}`);
     shown.forEach((s, i) => {

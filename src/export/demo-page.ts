@@ -12,9 +12,10 @@ export const RESIZE_SCRIPT = String.raw`/**
  * vips_reduceh): lanczos3 masks for 64 sub-pixel positions, weights truncated to 12-bit fixed
  * point, integer sums rounded back to bytes after each axis, edge pixels repeated; a factor of 4
  * or more is first box-averaged by floor(factor / 2), as libvips's gap of 2 does. This gives
- * sharp's bytes exactly for downsizing by less than 4 and by even box factors (checked against
- * sharp 0.35 / libvips 8.18 in finetune's tests); odd box factors and upsizing (a photo smaller
- * than the input) come within a few levels.
+ * sharp's bytes exactly for squash downsizing by less than 4, and by 4 to 10 (box factors 2 and
+ * 4), checked against sharp 0.35 / libvips 8.18 in test/export-demo-resize.test.ts. Not yet
+ * exact: other box factors (libvips rounds their averages otherwise, ±2 levels), upsizing (a
+ * photo smaller than the input: libvips interpolates bicubically) and crop.
  */
 function lanczos(x) {
   if (x === 0) return 1;
@@ -252,7 +253,17 @@ function toPixels(bitmap, canvas) {
   return pixels;
 }
 
-function show(item, file, probabilities) {
+/** Why this photo's numbers may differ from finetune predict's in the last decimals ('' when the resize is libvips's to the byte). */
+function inexactResize(file, w, h) {
+  const fw = w / CONFIG.width, fh = h / CONFIG.height;
+  if (/jpe?g/i.test(file.type) && Math.min(fw, fh) >= 2) return 'approximate: sharp decodes a JPEG this large at reduced size, which a browser cannot';
+  if (CONFIG.mode === 'crop') return 'approximate: the crop resize is not yet libvips’s to the byte';
+  if (Math.min(fw, fh) < 1) return 'approximate: smaller than the model input, enlarged in JavaScript';
+  if ([fw, fh].some((f) => f >= 4 && ![2, 4].includes(Math.floor(f / 2)))) return 'approximate: reduced by a factor libvips averages differently';
+  return '';
+}
+
+function show(item, file, probabilities, note) {
   const ranked = CONFIG.classes.map((name, c) => [name, probabilities[c]]).sort((a, b) => b[1] - a[1]);
   const [label, probability] = ranked[0];
   item.dataset.label = label;
@@ -276,6 +287,13 @@ function show(item, file, probabilities) {
     row.insertCell().appendChild(bar);
   }
   text.append(head, name, table);
+  if (note) {
+    item.dataset.note = note;
+    const line = document.createElement('div');
+    line.className = 'name';
+    line.textContent = note;
+    text.append(line);
+  }
   item.append(text);
 }
 
@@ -291,12 +309,13 @@ async function classify(files) {
     list.append(item);
     try {
       const bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+      const note = inexactResize(file, bitmap.width, bitmap.height);
       const pixels = toPixels(bitmap, canvas);
       bitmap.close();
       const output = tf.tidy(() => model.predict(tf.tensor4d(pixels, [1, CONFIG.height, CONFIG.width, 3])));
       const probabilities = Array.from(await output.data());
       output.dispose();
-      show(item, file, probabilities);
+      show(item, file, probabilities, note);
     } catch (err) {
       item.dataset.error = String(err && err.message || err);
       const line = document.createElement('div');
