@@ -16,7 +16,7 @@ export type AnyBackbone = Backbone | OnnxBackbone;
 
 /** What an ONNX file cannot do: its graph runs as it is, so there are no layers to train or rebuild. */
 export function onnxFeaturesOnly(spec: string): UsageError {
-  return new UsageError(`--backbone ${spec}: an ONNX backbone gives features only (train, predict, evaluate, lr-find, models export); fine-tuning and tfjs export need a tfjs folder or Keras .h5`);
+  return new UsageError(`--backbone ${spec}: an ONNX backbone gives features only (train, predict, evaluate, lr-find, export --format onnx, models export); fine-tuning and tfjs export need a tfjs folder or Keras .h5`);
 }
 
 export interface Backbone {

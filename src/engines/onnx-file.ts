@@ -104,9 +104,18 @@ export interface OnnxFileExtractorOptions {
   device?: Device;
 }
 
-/** Features of `network` cut at `opts.layer` and pooled, on the onnx engine's worker. */
-export async function createOnnxFileExtractor(network: OnnxNetwork, opts: OnnxFileExtractorOptions): Promise<FeatureExtractor> {
-  checkDevice(opts);
+/** `network` cut at `layer`, fed by NHWC float32 images (preprocessed), ending in pooled features. */
+export interface OnnxFileFeatureGraph {
+  bytes: Uint8Array;
+  featureSize: number;
+  inputName: string;
+  outputName: string;
+  /** The batch size the file fixes (exporters often write 1), else undefined. */
+  fixedBatch?: number;
+}
+
+/** The graph the onnx engine runs for `network` (and `finetune export` builds into its model). */
+export async function onnxFileFeatureGraph(network: OnnxNetwork, opts: Pick<OnnxFileExtractorOptions, 'layer' | 'pooling' | 'inputSize'>): Promise<OnnxFileFeatureGraph> {
   const shape = (await valueShapes(network, [opts.layer], opts.inputSize)).get(opts.layer)!;
   let graph: { bytes: Uint8Array; featureSize: number };
   try {
@@ -114,14 +123,21 @@ export async function createOnnxFileExtractor(network: OnnxNetwork, opts: OnnxFi
   } catch (err) {
     throw new ModelFileError(`${network.file}: --layer ${opts.layer}: ${(err as Error).message}`, { cause: err });
   }
+  return { ...graph, inputName: FEATURE_INPUT, outputName: FEATURE_OUTPUT, fixedBatch: network.input.batch ?? undefined };
+}
+
+/** Features of `network` cut at `opts.layer` and pooled, on the onnx engine's worker. */
+export async function createOnnxFileExtractor(network: OnnxNetwork, opts: OnnxFileExtractorOptions): Promise<FeatureExtractor> {
+  checkDevice(opts);
+  const graph = await onnxFileFeatureGraph(network, opts);
   return extractorFromGraph(
     graph.bytes,
     {
       featureSize: graph.featureSize,
       inputSize: opts.inputSize,
-      inputName: FEATURE_INPUT,
-      outputName: FEATURE_OUTPUT,
-      fixedBatch: network.input.batch ?? undefined,
+      inputName: graph.inputName,
+      outputName: graph.outputName,
+      fixedBatch: graph.fixedBatch,
       label: network.file,
     },
     opts,

@@ -1,6 +1,129 @@
 import * as tf from '../tf.ts';
 import type { ExportedPreprocessing } from './types.ts';
 
+/**
+ * The page's resize, as a script of its own so a test can run it in Node beside sharp: libvips's
+ * downsizing re-done in JavaScript (resizeAxis), since a canvas resize uses the browser's kernel.
+ */
+export const RESIZE_SCRIPT = String.raw`/**
+ * The resize finetune does (preprocess.json): sharp's lanczos3, rewritten here because a canvas
+ * resize uses the browser's own kernel (measured on real photos: up to 0.16 apart in probability
+ * for darknet-tiny). Downsizing follows libvips's arithmetic (vips_resize → vips_reducev, then
+ * vips_reduceh): lanczos3 masks for 64 sub-pixel positions, weights truncated to 12-bit fixed
+ * point, integer sums rounded back to bytes after each axis, edge pixels repeated; a factor of 4
+ * or more is first box-averaged by floor(factor / 2), as libvips's gap of 2 does. This gives
+ * sharp's bytes exactly for squash downsizing by less than 4, and by 4 to 10 (box factors 2 and
+ * 4), checked against sharp 0.35 / libvips 8.18 in test/export-demo-resize.test.ts. Not yet
+ * exact: other box factors (libvips rounds their averages otherwise, ±2 levels), upsizing (a
+ * photo smaller than the input: libvips interpolates bicubically) and crop.
+ */
+function lanczos(x) {
+  if (x === 0) return 1;
+  if (x <= -3 || x >= 3) return 0;
+  const p = Math.PI * x;
+  return (3 * Math.sin(p) * Math.sin(p / 3)) / (p * p);
+}
+
+/** One axis reduced by factor (> 1) to outLength samples, as vips_reducev/vips_reduceh do for 8-bit images. */
+function reduce(src, width, height, factor, outLength, vertical) {
+  const n = vertical ? height : width;
+  const across = vertical ? width : height;
+  const points = 2 * Math.round(3 * factor) + 1;
+  const masks = [];
+  for (let t = 0; t <= 64; t++) {
+    const half = t / 64 + points / 2 - 1;
+    const c = new Float64Array(points);
+    let sum = 0;
+    for (let i = 0; i < points; i++) { c[i] = lanczos((i - half) / factor); sum += c[i]; }
+    masks.push(Int32Array.from(c, (v) => Math.trunc((v / sum) * 4096)));
+  }
+  const outWidth = vertical ? width : outLength;
+  const out = new Uint8ClampedArray(outWidth * (vertical ? outLength : height) * 3);
+  for (let o = 0; o < outLength; o++) {
+    const start = (o + 0.5) * factor - 0.5 + 1 - points / 2;
+    const first = Math.floor(start);
+    const mask = masks[Math.round((start - first) * 64)];
+    const taps = new Int32Array(points);
+    for (let i = 0; i < points; i++) taps[i] = Math.min(n - 1, Math.max(0, first + i));
+    for (let q = 0; q < across; q++) {
+      for (let c = 0; c < 3; c++) {
+        let acc = 0;
+        for (let i = 0; i < points; i++) acc += mask[i] * src[(vertical ? taps[i] * width + q : q * width + taps[i]) * 3 + c];
+        out[(vertical ? o * width + q : q * outLength + o) * 3 + c] = (acc + 2048) >> 12;
+      }
+    }
+  }
+  return out;
+}
+
+/** One axis box-averaged by k (vips_shrinkv/vips_shrinkh with ceil: the last block repeats the edge). */
+function boxShrink(src, width, height, k, vertical) {
+  const n = vertical ? height : width;
+  const across = vertical ? width : height;
+  const outLength = Math.ceil(n / k);
+  const out = new Uint8ClampedArray((vertical ? width : outLength) * (vertical ? outLength : height) * 3);
+  for (let o = 0; o < outLength; o++) {
+    for (let q = 0; q < across; q++) {
+      for (let c = 0; c < 3; c++) {
+        let acc = 0;
+        for (let i = 0; i < k; i++) {
+          const p = Math.min(n - 1, o * k + i);
+          acc += src[(vertical ? p * width + q : q * width + p) * 3 + c];
+        }
+        out[(vertical ? o * width + q : q * outLength + o) * 3 + c] = Math.floor((acc + Math.floor(k / 2)) / k);
+      }
+    }
+  }
+  return out;
+}
+
+/** Upsizing one axis (a photo smaller than the input): lanczos3 in floating point, close to but not libvips's interpolator. */
+function enlarge(src, width, height, outLength, vertical) {
+  const n = vertical ? height : width;
+  const outWidth = vertical ? width : outLength;
+  const out = new Uint8ClampedArray(outWidth * (vertical ? outLength : height) * 3);
+  const scale = n / outLength;
+  for (let o = 0; o < outLength; o++) {
+    const centre = (o + 0.5) * scale - 0.5;
+    const taps = [];
+    let sum = 0;
+    for (let i = Math.floor(centre - 3); i <= Math.ceil(centre + 3); i++) {
+      const w = lanczos(i - centre);
+      if (w === 0) continue;
+      taps.push([Math.min(n - 1, Math.max(0, i)), w]);
+      sum += w;
+    }
+    const across = vertical ? width : height;
+    for (let q = 0; q < across; q++) {
+      for (let c = 0; c < 3; c++) {
+        let acc = 0;
+        for (const [i, w] of taps) acc += w * src[(vertical ? i * width + q : q * width + i) * 3 + c];
+        out[(vertical ? o * width + q : q * outLength + o) * 3 + c] = Math.round(acc / sum);
+      }
+    }
+  }
+  return out;
+}
+
+/** One axis from n to outLength samples, factor = n / outLength as sharp states it (crop: the one factor of both axes). */
+function resizeAxis(img, factor, outLength, vertical) {
+  const n = vertical ? img.h : img.w;
+  if (outLength === n) return img;
+  let { rgb, w, h } = img;
+  if (factor < 1) {
+    rgb = enlarge(rgb, w, h, outLength, vertical);
+  } else {
+    const k = Math.max(1, Math.floor(factor / 2));
+    if (k > 1) {
+      rgb = boxShrink(rgb, w, h, k, vertical);
+      if (vertical) h = Math.ceil(h / k); else w = Math.ceil(w / k);
+    }
+    rgb = reduce(rgb, w, h, factor / k, outLength, vertical);
+  }
+  return vertical ? { rgb, w, h: outLength } : { rgb, w: outLength, h };
+}
+`;
+
 /** The tfjs browser bundle, copied beside the page so it runs without a network. */
 export const DEMO_RUNTIME = 'tf.min.js';
 
@@ -83,49 +206,7 @@ const ready = (async () => {
 })();
 ready.catch((err) => { statusLine.textContent = 'The model did not load: ' + err.message; statusLine.className = 'error'; });
 
-/**
- * The resize finetune does (preprocess.json): sharp's lanczos3, rewritten here because a canvas
- * resize uses the browser's own kernel (measured on real photos: up to 0.16 apart in probability
- * for darknet-tiny, against 0.01 with this). Vertical pass first, rounded to bytes between the
- * passes, as libvips does; squash = stretch to the size, crop = scale to cover and cut the centre.
- */
-function lanczos(x) {
-  if (x === 0) return 1;
-  if (x <= -3 || x >= 3) return 0;
-  const p = Math.PI * x;
-  return (3 * Math.sin(p) * Math.sin(p / 3)) / (p * p);
-}
-
-/** One axis resampled to outLength samples, for every position along the other axis. */
-function resample(src, width, height, outLength, vertical) {
-  const n = vertical ? height : width;
-  const outWidth = vertical ? width : outLength;
-  const outHeight = vertical ? outLength : height;
-  const out = new Uint8ClampedArray(outWidth * outHeight * 3);
-  const scale = n / outLength;
-  const stretch = Math.max(scale, 1);
-  for (let o = 0; o < outLength; o++) {
-    const centre = (o + 0.5) * scale - 0.5;
-    const taps = [];
-    let sum = 0;
-    for (let i = Math.floor(centre - 3 * stretch); i <= Math.ceil(centre + 3 * stretch); i++) {
-      const w = lanczos((i - centre) / stretch);
-      if (w === 0) continue;
-      taps.push([Math.min(n - 1, Math.max(0, i)), w]);
-      sum += w;
-    }
-    const across = vertical ? width : height;
-    for (let q = 0; q < across; q++) {
-      for (let c = 0; c < 3; c++) {
-        let acc = 0;
-        for (const [i, w] of taps) acc += w * src[(vertical ? i * width + q : q * width + i) * 3 + c];
-        out[(vertical ? o * width + q : q * outLength + o) * 3 + c] = Math.round(acc / sum);
-      }
-    }
-  }
-  return out;
-}
-
+${RESIZE_SCRIPT}
 function toPixels(bitmap, canvas) {
   const { width, height } = CONFIG;
   canvas.width = bitmap.width;
@@ -143,13 +224,17 @@ function toPixels(bitmap, canvas) {
   }
   let w = bitmap.width, h = bitmap.height;
   let targetW = width, targetH = height;
+  let factorW = w / width, factorH = h / height;
   if (CONFIG.mode === 'crop') {
-    const s = Math.max(width / w, height / h);
-    targetW = Math.max(width, Math.round(w * s));
-    targetH = Math.max(height, Math.round(h * s));
+    // sharp's cover: one factor for both axes, the smaller, then the centre cut out.
+    const f = Math.min(w / width, h / height);
+    factorW = factorH = f;
+    targetW = Math.max(width, Math.round(w / f));
+    targetH = Math.max(height, Math.round(h / f));
   }
-  if (targetH !== h) { rgb = resample(rgb, w, h, targetH, true); h = targetH; }
-  if (targetW !== w) { rgb = resample(rgb, w, h, targetW, false); w = targetW; }
+  let img = resizeAxis({ rgb, w, h }, factorH, targetH, true);
+  img = resizeAxis(img, factorW, targetW, false);
+  rgb = img.rgb; w = img.w; h = img.h;
   // sharp centres an odd remainder to the right and down: (d + 1) / 2.
   const left = Math.floor((w - width + 1) / 2), top = Math.floor((h - height + 1) / 2);
   const pixels = new Float32Array(width * height * 3);
@@ -168,7 +253,17 @@ function toPixels(bitmap, canvas) {
   return pixels;
 }
 
-function show(item, file, probabilities) {
+/** Why this photo's numbers may differ from finetune predict's in the last decimals ('' when the resize is libvips's to the byte). */
+function inexactResize(file, w, h) {
+  const fw = w / CONFIG.width, fh = h / CONFIG.height;
+  if (/jpe?g/i.test(file.type) && Math.min(fw, fh) >= 2) return 'approximate: sharp decodes a JPEG this large at reduced size, which a browser cannot';
+  if (CONFIG.mode === 'crop') return 'approximate: the crop resize is not yet libvips’s to the byte';
+  if (Math.min(fw, fh) < 1) return 'approximate: smaller than the model input, enlarged in JavaScript';
+  if ([fw, fh].some((f) => f >= 4 && ![2, 4].includes(Math.floor(f / 2)))) return 'approximate: reduced by a factor libvips averages differently';
+  return '';
+}
+
+function show(item, file, probabilities, note) {
   const ranked = CONFIG.classes.map((name, c) => [name, probabilities[c]]).sort((a, b) => b[1] - a[1]);
   const [label, probability] = ranked[0];
   item.dataset.label = label;
@@ -192,6 +287,13 @@ function show(item, file, probabilities) {
     row.insertCell().appendChild(bar);
   }
   text.append(head, name, table);
+  if (note) {
+    item.dataset.note = note;
+    const line = document.createElement('div');
+    line.className = 'name';
+    line.textContent = note;
+    text.append(line);
+  }
   item.append(text);
 }
 
@@ -207,12 +309,13 @@ async function classify(files) {
     list.append(item);
     try {
       const bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+      const note = inexactResize(file, bitmap.width, bitmap.height);
       const pixels = toPixels(bitmap, canvas);
       bitmap.close();
       const output = tf.tidy(() => model.predict(tf.tensor4d(pixels, [1, CONFIG.height, CONFIG.width, 3])));
       const probabilities = Array.from(await output.data());
       output.dispose();
-      show(item, file, probabilities);
+      show(item, file, probabilities, note);
     } catch (err) {
       item.dataset.error = String(err && err.message || err);
       const line = document.createElement('div');

@@ -22,8 +22,9 @@ const pixels = new Float32Array(${width * height * 3}).map((_, i) => rgba[Math.f
 }
 
 /** The README.md of an exported folder: what is in it, what the input must be, how to run it. */
-export function receiverReadme(opts: { format: ExportFormat; preprocessing: ExportedPreprocessing; withDemo: boolean }): string {
+export function receiverReadme(opts: { format: ExportFormat; preprocessing: ExportedPreprocessing; withDemo: boolean; opset?: number }): string {
   const p = opts.preprocessing;
+  const batch = p.input.shape[0] ?? 'N';
   const { width, height } = p.resize;
   const classes = p.output.classes;
   const modelFile = opts.format === 'onnx' ? 'model.onnx' : 'model.json';
@@ -35,15 +36,15 @@ Classes (\`labels.json\`, in output order): ${classes.join(', ')}.
 
 | file | what |
 | --- | --- |
-| \`${modelFile}\` | the whole classifier${opts.format === 'tfjs' ? ' (tfjs layers model; weights in `weights.bin`)' : ' (ONNX, opset 17; class names and preprocessing also in its metadata_props)'} |
+| \`${modelFile}\` | the whole classifier${opts.format === 'tfjs' ? ' (tfjs layers model; weights in `weights.bin`)' : ` (ONNX, opset ${opts.opset ?? 17}; class names and preprocessing also in its metadata_props)`} |
 | \`labels.json\` | class names, in the order of the output |
 | \`preprocess.json\` | input size, resize mode and kernel, what the pixels must be |
 ${opts.withDemo ? '| `index.html` | a demo: open it in a browser, pick or drop photos (runs offline: `tf.min.js` and `demo-model.js` are beside it) |\n' : ''}
-**Input** \`${p.input.name}\`: float32 [N, ${height}, ${width}, 3], RGB, values 0–255 (not scaled), after
+**Input** \`${p.input.name}\`: float32 [${batch}, ${height}, ${width}, 3], RGB, values 0–255 (not scaled), after
 resizing each image to ${width}×${height} (${p.resize.mode === 'crop' ? 'scale to cover, then cut the centre' : 'stretched to the size, aspect ratio not kept'}; finetune uses
 sharp with the ${p.resize.kernel} kernel, after applying EXIF orientation and flattening alpha onto white).
 
-**Output** \`${p.output.name}\`: float32 [N, ${classes.length}], probabilities that sum to 1${p.output.calibrated ? `, calibrated (softmax temperature ${p.output.temperature.toFixed(3)} built in)` : ''}.
+**Output** \`${p.output.name}\`: float32 [${batch}, ${classes.length}], probabilities that sum to 1${p.output.calibrated ? `, calibrated (softmax temperature ${p.output.temperature.toFixed(3)} built in)` : ''}.
 
 Inside the model: ${inside}, then the trained head and the softmax. Nothing else is needed
 to run it. With sharp, as below, the probabilities equal \`finetune predict\`'s within 1e-4
