@@ -392,6 +392,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
           seed: o.seed,
           patience: o.patience,
           augments: o.augment,
+          dropout: o.dropout,
           threads: o.threads,
           signal: o.signal,
           onProgress,

@@ -20,6 +20,8 @@ export interface FineTuneStageOptions {
   seed: number;
   patience: number;
   augments: readonly PixelAugment[];
+  /** The head's dropout rate, kept active after its hidden layer while fine-tuning. */
+  dropout?: number;
   threads?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
@@ -83,6 +85,7 @@ export async function fineTuneStage(part: BackbonePart, trainSamples: Sample[], 
       batchSize: opts.batchSize,
       seed: opts.seed,
       patience: opts.patience,
+      dropout: opts.dropout,
       threads: opts.threads,
       signal: opts.signal,
       onProgress: opts.onProgress,
