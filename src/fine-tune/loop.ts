@@ -42,6 +42,8 @@ export interface FineTuneResult {
   after: Evaluation | null;
   imagesPerSecond: number;
   trainLoss: number[];
+  /** Validation after each epoch (empty without a validation split). */
+  valHistory: Evaluation[];
 }
 
 export async function evaluateSource(trainer: OnnxTrainer, source: ImageSource, batchSize: number, signal?: AbortSignal): Promise<Evaluation> {
@@ -87,6 +89,7 @@ export async function fineTuneLoop(trainer: OnnxTrainer, train: ImageSource, val
   let trainedImages = 0;
   let trainingMs = 0;
   const trainLoss: number[] = [];
+  const valHistory: Evaluation[] = [];
   let epoch = 0;
   onProgress({ status: 'initiate', task: 'fine-tune', message: `fine-tuning ${trainer.groups - 1} layers and the head`, total: totalSteps, unit: 'steps' });
   for (epoch = 0; epoch < opts.epochs; epoch++) {
@@ -109,6 +112,7 @@ export async function fineTuneLoop(trainer: OnnxTrainer, train: ImageSource, val
     trainLoss.push(lossSum / train.count);
     if (!val) continue;
     const evaluation = await evaluateSource(trainer, val, opts.batchSize, opts.signal);
+    valHistory.push(evaluation);
     if (evaluation.loss < best) {
       best = evaluation.loss;
       bestEpoch = epoch + 1;
@@ -123,5 +127,5 @@ export async function fineTuneLoop(trainer: OnnxTrainer, train: ImageSource, val
   if (val) trainer.restore(bestWeights);
   else bestEpoch = epoch;
   onProgress({ status: 'done', task: 'fine-tune', message: val ? `best validation loss at epoch ${bestEpoch}` : `${epoch} epochs` });
-  return { epochs: epoch, bestEpoch, before, after, imagesPerSecond: trainingMs > 0 ? (trainedImages * 1000) / trainingMs : 0, trainLoss };
+  return { epochs: epoch, bestEpoch, before, after, imagesPerSecond: trainingMs > 0 ? (trainedImages * 1000) / trainingMs : 0, trainLoss, valHistory };
 }

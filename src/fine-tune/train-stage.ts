@@ -41,6 +41,8 @@ export interface FineTuneSummary {
   valAccuracyAfter: number | null;
   valLossBefore: number | null;
   valLossAfter: number | null;
+  /** Per fine-tuning epoch: mean training loss, then validation loss and accuracy (null without a split). */
+  history: { trainLoss: number; valLoss: number | null; valAccuracy: number | null }[];
 }
 
 export interface FineTuneStageResult {
@@ -101,6 +103,7 @@ export async function fineTuneStage(part: BackbonePart, trainSamples: Sample[], 
       valAccuracyAfter: result.after?.accuracy ?? null,
       valLossBefore: result.before?.loss ?? null,
       valLossAfter: result.after?.loss ?? null,
+      history: result.trainLoss.map((trainLoss, i) => ({ trainLoss, valLoss: result.valHistory[i]?.loss ?? null, valAccuracy: result.valHistory[i]?.accuracy ?? null })),
     };
     if (result.bestEpoch === 0) return { summary };
     setHeadLayers(head, result.head);
