@@ -2,7 +2,7 @@ import { InterruptedError } from '../errors.ts';
 import type { OnnxTrainer } from '../engines/onnx-trainer.ts';
 import { createRng, shuffleInPlace } from '../data/random.ts';
 import { noProgress, type OnProgress } from '../progress.ts';
-import { layerRateScales, oneCycleRate } from './schedule.ts';
+import { layerRateScales, oneCycleRate, warmupSteps } from './schedule.ts';
 
 /**
  * Where the loop's images come from: preprocessed float NHWC batches at the network's input
@@ -23,7 +23,7 @@ export interface FineTuneLoopOptions {
   seed: number;
   /** Learning-rate ratio of the earliest unfrozen layer to the head. */
   spread?: number;
-  /** Epochs without a lower validation loss before stopping. */
+  /** Epochs without a lower validation loss before stopping, counted once the warm-up is over. */
   patience?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
@@ -119,7 +119,9 @@ export async function fineTuneLoop(trainer: OnnxTrainer, train: ImageSource, val
       bestWeights = trainer.snapshot();
       after = evaluation;
       sinceBest = 0;
-    } else if (++sinceBest >= patience) {
+    } else if (step > warmupSteps(totalSteps) && ++sinceBest >= patience) {
+      // Not during the warm-up: the validation loss rises there by design while the rate climbs
+      // (eurosat, 12 epochs: the first three epochs were all worse than the frozen start).
       epoch++;
       break;
     }
