@@ -115,6 +115,48 @@ describe('fine-tuning on onnxruntime', () => {
     await assert.rejects(trainer.logits(new Float32Array(SIZE * SIZE), 1), /disposed/);
   });
 
+  test('dropout after the hidden head layer acts in training steps only, seeded', async () => {
+    const model = blindNetwork();
+    const graph = () => buildOnnxGraph(model, { layer: 'pool', pooling: 'avg' });
+    const rng = createRng(5);
+    const dense = (inputs: number, units: number, relu: boolean) => ({ kernel: Float32Array.from({ length: inputs * units }, () => rng() - 0.5), bias: new Float32Array(units), relu });
+    const f = graph().featureSize;
+    const hiddenHead = [dense(f, 16, true), dense(16, 2, false)];
+    const data = stripes(32, 4);
+    const indices = Array.from({ length: 32 }, (_, i) => i);
+    const images = await data.batch(indices, 0);
+    const labels = Array.from(data.labels);
+    // Cross-entropy of the eval graph's logits: the loss a step reports when nothing is dropped.
+    const evalLoss = (logits: Float32Array) =>
+      labels.reduce((sum, label, n) => {
+        const z = logits.subarray(n * 2, n * 2 + 2);
+        const max = Math.max(...z);
+        return sum - (z[label] - max - Math.log(Math.exp(z[0] - max) + Math.exp(z[1] - max)));
+      }, 0) / labels.length;
+    const firstLosses = async (dropout: number, seed: number) => {
+      const trainer = await OnnxTrainer.create(graph(), { layers: [], head: hiddenHead, threads: 1, dropout, seed });
+      try {
+        const before = evalLoss(await trainer.logits(images, 32));
+        const losses = [];
+        // A zero learning rate: the weights stay, so only the masks can change the loss.
+        for (let i = 0; i < 3; i++) losses.push((await trainer.step(images, labels, 32, [0])).loss);
+        const after = evalLoss(await trainer.logits(images, 32));
+        return { before, after, losses };
+      } finally {
+        await trainer.dispose();
+      }
+    };
+    const plain = await firstLosses(0, 1);
+    for (const loss of plain.losses) assert.ok(Math.abs(loss - plain.before) < 1e-5, `no dropout: step loss ${loss} vs eval ${plain.before}`);
+    const dropped = await firstLosses(0.5, 1);
+    assert.ok(Math.abs(dropped.after - plain.before) < 1e-5, 'evaluation runs without dropout');
+    assert.ok(dropped.losses.every((loss) => Math.abs(loss - plain.before) > 1e-4), `masks change the training loss: ${dropped.losses} vs ${plain.before}`);
+    assert.ok(new Set(dropped.losses.map((l) => l.toFixed(6))).size === 3, 'a fresh mask each step');
+    assert.deepEqual((await firstLosses(0.5, 1)).losses, dropped.losses, 'the same seed gives the same masks');
+    await assert.rejects(OnnxTrainer.create(graph(), { layers: [], head: hiddenHead, dropout: 1 }), /dropout 1/);
+    model.dispose();
+  });
+
   test('memory stays flat across epochs: no onnxruntime tensors or sessions left behind', async () => {
     const input = tf.input({ shape: [SIZE, SIZE, 1] });
     const a = tf.layers.conv2d({ name: 'a', filters: 32, kernelSize: 3, activation: 'relu' }).apply(input) as tf.SymbolicTensor;

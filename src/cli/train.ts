@@ -118,7 +118,7 @@ export function addTrainOptions(cmd: Command, defaults: Defaults): Command {
     .option('--fine-tune <n|all>', "after the head converges, also train the whole backbone (all) or its last n layers with weights on images, on onnxruntime (--engine tfjs: the old tfjs path, n only)", parseFineTune)
     .option('--fine-tune-epochs <n>', `epochs of fine-tuning on images, best validation loss kept (default: ${FINE_TUNE_DEFAULTS.fineTuneEpochs})`, count('--fine-tune-epochs'))
     .option('--fine-tune-blocks <k>', 'the same in whole VGG blocks, block5 first', count('--fine-tune-blocks'))
-    .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr / 10)', positive('--fine-tune-lr'))
+    .option('--fine-tune-lr <rate>', 'learning rate while fine-tuning (default: --lr; --lr / 10 with --engine tfjs)', positive('--fine-tune-lr'))
     .addOption(
       new Option('--ensemble <k>', `train k heads (seeds seed … seed+k−1) and merge them into one that averages their logits (default: ${defaults.ensemble}, ${FINE_TUNE_DEFAULTS.ensemble} with --fine-tune)`).argParser(count('--ensemble', 20)),
     )

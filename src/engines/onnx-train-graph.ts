@@ -32,7 +32,11 @@ export interface TrainingModel {
   gradOf: (param: string) => string;
   /** The nodes of the forward backbone, for re-encoding it with trained weights. */
   backboneNodes: GraphNode[];
+  /** Dropout mask inputs of the training graph ([batch, units], fed scaled by 1/keep), earliest first. */
+  masks: { name: string; units: number }[];
 }
+
+export const maskName = (layer: number): string => `dropout_mask${layer}`;
 
 export const gradName = (param: string): string => `grad:${param}`;
 
@@ -68,12 +72,14 @@ function exposeGradients(graph: OnnxGraph, grads: Map<string, string>, params: P
  * constant of the backbone plus the head. Trainable values are graph inputs, so one session
  * serves every step while the optimizer (in JS) updates them.
  */
-export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]; head: HeadLayer[] }): TrainingModel {
+export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]; head: HeadLayer[]; dropout?: boolean }): TrainingModel {
   const { g } = graph;
   const backboneNodes = snapshot(g.nodes);
   let x = OUTPUT_NAME;
   let width = graph.featureSize;
   const headNames: string[] = [];
+  const masks: { name: string; units: number }[] = [];
+  const maskNodes = new Set<GraphNode>();
   opts.head.forEach((layer, i) => {
     const units = layer.bias.length;
     if (layer.kernel.length !== width * units) throw new Error(`head layer ${i}: kernel of ${layer.kernel.length} values does not map ${width} inputs to ${units}`);
@@ -83,6 +89,13 @@ export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]
     const last = i === opts.head.length - 1;
     const out = last ? g.opInto(g.unique(LOGITS_NAME), 'Gemm', [x, kernel, bias]) : g.op('Gemm', [x, kernel, bias], {}, `head${i}`);
     x = layer.relu && !last ? g.op('Relu', [out], {}, `head${i}/relu`) : out;
+    // Where the Keras head has its Dropout: after each hidden layer (the eval graph skips it).
+    if (opts.dropout && !last) {
+      const mask = g.unique(maskName(i));
+      masks.push({ name: mask, units });
+      x = g.op('Mul', [x, mask], {}, `head${i}/dropout`);
+      maskNodes.add(g.nodes[g.nodes.length - 1]);
+    }
     width = units;
   });
   const k = width;
@@ -90,9 +103,11 @@ export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]
   const paramInputs = params.map((p) => ({ name: p.name, dims: p.dims }));
   const images = imagesSpec(graph);
   const logitsSpec = { name: LOGITS_NAME, dims: [-1, k] };
-  const evalBytes = g.encodeGraph([images, ...paramInputs], [logitsSpec], 'finetune-eval');
+  const evalNodes = g.nodes.map((n) => (maskNodes.has(n) ? { ...n, opType: 'Identity', inputs: [n.inputs[0]] } : n));
+  const evalBytes = g.encodeGraph([images, ...paramInputs], [logitsSpec], 'finetune-eval', evalNodes);
 
-  const shapes = inferShapes(g.nodes, g.constants, new Map([[INPUT_NAME, images.dims]]));
+  const maskInputs = masks.map((m) => ({ name: m.name, dims: [-1, m.units] }));
+  const shapes = inferShapes(g.nodes, g.constants, new Map([[INPUT_NAME, images.dims], ...maskInputs.map((m) => [m.name, m.dims] as [string, number[]])]));
   g.unique(LABELS_NAME);
   const logp = g.op('LogSoftmax', [LOGITS_NAME], { axis: 1 }, 'loss/logp');
   const perImage = g.op('ReduceSum', [g.op('Mul', [LABELS_NAME, logp], {}, 'loss/picked'), g.int64s('loss/axes', [1])], { keepdims: 0 }, 'loss/per_image');
@@ -104,11 +119,11 @@ export function buildTrainingModel(graph: OnnxGraph, opts: { trainable: string[]
   const grads = addBackward(g, shapes, { output: LOGITS_NAME, seed, wrt: params.map((p) => p.name) });
   const gradOutputs = exposeGradients(graph, grads, params);
   const trainBytes = g.encodeGraph(
-    [images, { name: LABELS_NAME, dims: [-1, k] }, ...paramInputs],
+    [images, { name: LABELS_NAME, dims: [-1, k] }, ...maskInputs, ...paramInputs],
     [{ name: LOSS_NAME, dims: [] }, logitsSpec, ...gradOutputs],
     'finetune-train',
   );
-  return { trainBytes, evalBytes, params, gradOf: gradName, backboneNodes };
+  return { trainBytes, evalBytes, params, gradOf: gradName, backboneNodes, masks };
 }
 
 /**

@@ -4,6 +4,7 @@ import { AdamW } from '../fine-tune/adamw.ts';
 import { INPUT_NAME, OUTPUT_NAME, type OnnxGraph } from './onnx-export.ts';
 import { LABELS_NAME, LOGITS_NAME, LOSS_NAME, buildTrainingModel, gradName, type HeadLayer, type Param, type TrainingModel } from './onnx-train-graph.ts';
 import { cpuSessionOptions } from './onnx-session-options.ts';
+import { createRng, type Rng } from '../data/random.ts';
 
 export interface OnnxTrainerOptions {
   /** Graph constants to train, grouped by layer, earliest layer first. */
@@ -11,6 +12,10 @@ export interface OnnxTrainerOptions {
   head: HeadLayer[];
   threads?: number;
   weightDecay?: number;
+  /** Dropout rate after the head's hidden layers while training (as the Keras head's Dropout). */
+  dropout?: number;
+  /** Seeds the dropout masks. */
+  seed?: number;
 }
 
 export interface StepResult {
@@ -25,6 +30,7 @@ export interface StepResult {
 export class OnnxTrainer {
   private readonly optimizer: AdamW;
   private closed = false;
+  private readonly rng: Rng;
 
   private constructor(
     private readonly graph: OnnxGraph,
@@ -36,7 +42,10 @@ export class OnnxTrainer {
     readonly groups: number,
     weightDecay: number,
     private readonly headRelu: boolean[],
+    private readonly dropout: number,
+    seed: number,
   ) {
+    this.rng = createRng(seed);
     this.optimizer = new AdamW(
       model.params.map((p) => p.data.length),
       { weightDecay },
@@ -45,7 +54,9 @@ export class OnnxTrainer {
 
   static async create(graph: OnnxGraph, opts: OnnxTrainerOptions): Promise<OnnxTrainer> {
     const head = opts.head.map((l) => ({ kernel: Float32Array.from(l.kernel), bias: Float32Array.from(l.bias), relu: l.relu }));
-    const model = buildTrainingModel(graph, { trainable: opts.layers.flat(), head });
+    const dropout = opts.dropout ?? 0;
+    if (!(dropout >= 0 && dropout < 1)) throw new FinetuneError(`onnx trainer: dropout ${dropout} must be at least 0 and below 1`);
+    const model = buildTrainingModel(graph, { trainable: opts.layers.flat(), head, dropout: dropout > 0 });
     const groupOf: number[] = [];
     opts.layers.forEach((names, i) => names.forEach(() => groupOf.push(i)));
     for (let i = 0; i < head.length * 2; i++) groupOf.push(opts.layers.length);
@@ -55,7 +66,7 @@ export class OnnxTrainer {
       await train.release();
       throw err;
     });
-    return new OnnxTrainer(graph, model, train, evaluate, groupOf, opts.layers.length + 1, opts.weightDecay ?? 0.01, head.map((l) => l.relu));
+    return new OnnxTrainer(graph, model, train, evaluate, groupOf, opts.layers.length + 1, opts.weightDecay ?? 0.01, head.map((l) => l.relu), dropout, opts.seed ?? 0);
   }
 
   get params(): readonly Param[] {
@@ -82,6 +93,12 @@ export class OnnxTrainer {
     for (let i = 0; i < count; i++) oneHot[i * classes + labels[i]] = 1;
     const feeds = this.feeds(images, count);
     feeds[LABELS_NAME] = new ort.Tensor('float32', oneHot, [count, classes]);
+    const keep = 1 - this.dropout;
+    for (const m of this.model.masks) {
+      const mask = new Float32Array(count * m.units);
+      for (let j = 0; j < mask.length; j++) mask[j] = this.rng() < keep ? 1 / keep : 0;
+      feeds[m.name] = new ort.Tensor('float32', mask, [count, m.units]);
+    }
     const results = await this.train.run(feeds);
     try {
       const loss = (results[LOSS_NAME].data as Float32Array)[0];

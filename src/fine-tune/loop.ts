@@ -2,7 +2,7 @@ import { InterruptedError } from '../errors.ts';
 import type { OnnxTrainer } from '../engines/onnx-trainer.ts';
 import { createRng, shuffleInPlace } from '../data/random.ts';
 import { noProgress, type OnProgress } from '../progress.ts';
-import { layerRateScales, oneCycleRate } from './schedule.ts';
+import { layerRateScales, oneCycleRate, warmupSteps } from './schedule.ts';
 
 /**
  * Where the loop's images come from: preprocessed float NHWC batches at the network's input
@@ -23,7 +23,7 @@ export interface FineTuneLoopOptions {
   seed: number;
   /** Learning-rate ratio of the earliest unfrozen layer to the head. */
   spread?: number;
-  /** Epochs without a lower validation loss before stopping. */
+  /** Epochs without a lower validation loss before stopping, counted once the warm-up is over. */
   patience?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
@@ -42,6 +42,8 @@ export interface FineTuneResult {
   after: Evaluation | null;
   imagesPerSecond: number;
   trainLoss: number[];
+  /** Validation after each epoch (empty without a validation split). */
+  valHistory: Evaluation[];
 }
 
 export async function evaluateSource(trainer: OnnxTrainer, source: ImageSource, batchSize: number, signal?: AbortSignal): Promise<Evaluation> {
@@ -87,6 +89,7 @@ export async function fineTuneLoop(trainer: OnnxTrainer, train: ImageSource, val
   let trainedImages = 0;
   let trainingMs = 0;
   const trainLoss: number[] = [];
+  const valHistory: Evaluation[] = [];
   let epoch = 0;
   onProgress({ status: 'initiate', task: 'fine-tune', message: `fine-tuning ${trainer.groups - 1} layers and the head`, total: totalSteps, unit: 'steps' });
   for (epoch = 0; epoch < opts.epochs; epoch++) {
@@ -109,13 +112,16 @@ export async function fineTuneLoop(trainer: OnnxTrainer, train: ImageSource, val
     trainLoss.push(lossSum / train.count);
     if (!val) continue;
     const evaluation = await evaluateSource(trainer, val, opts.batchSize, opts.signal);
+    valHistory.push(evaluation);
     if (evaluation.loss < best) {
       best = evaluation.loss;
       bestEpoch = epoch + 1;
       bestWeights = trainer.snapshot();
       after = evaluation;
       sinceBest = 0;
-    } else if (++sinceBest >= patience) {
+    } else if (step > warmupSteps(totalSteps) && ++sinceBest >= patience) {
+      // Not during the warm-up: the validation loss rises there by design while the rate climbs
+      // (eurosat, 12 epochs: the first three epochs were all worse than the frozen start).
       epoch++;
       break;
     }
@@ -123,5 +129,5 @@ export async function fineTuneLoop(trainer: OnnxTrainer, train: ImageSource, val
   if (val) trainer.restore(bestWeights);
   else bestEpoch = epoch;
   onProgress({ status: 'done', task: 'fine-tune', message: val ? `best validation loss at epoch ${bestEpoch}` : `${epoch} epochs` });
-  return { epochs: epoch, bestEpoch, before, after, imagesPerSecond: trainingMs > 0 ? (trainedImages * 1000) / trainingMs : 0, trainLoss };
+  return { epochs: epoch, bestEpoch, before, after, imagesPerSecond: trainingMs > 0 ? (trainedImages * 1000) / trainingMs : 0, trainLoss, valHistory };
 }

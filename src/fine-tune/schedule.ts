@@ -3,10 +3,15 @@
  * first 25% of the steps, then a cosine decay to top/1e4 (fastai's defaults).
  */
 export function oneCycleRate(step: number, totalSteps: number, top: number): number {
-  const warm = Math.max(1, Math.round(0.25 * totalSteps));
+  const warm = warmupSteps(totalSteps);
   const cos = (from: number, to: number, frac: number) => to + ((from - to) * (1 + Math.cos(Math.PI * Math.min(1, frac)))) / 2;
   if (step < warm) return cos(top, top / 25, 1 - step / warm);
   return cos(top, top / 1e4, (step - warm) / Math.max(1, totalSteps - warm));
+}
+
+/** Steps of oneCycleRate's warm-up. */
+export function warmupSteps(totalSteps: number): number {
+  return Math.max(1, Math.round(0.25 * totalSteps));
 }
 
 /**

@@ -20,6 +20,8 @@ export interface FineTuneStageOptions {
   seed: number;
   patience: number;
   augments: readonly PixelAugment[];
+  /** The head's dropout rate, kept active after its hidden layer while fine-tuning. */
+  dropout?: number;
   threads?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
@@ -39,6 +41,8 @@ export interface FineTuneSummary {
   valAccuracyAfter: number | null;
   valLossBefore: number | null;
   valLossAfter: number | null;
+  /** Per fine-tuning epoch: mean training loss, then validation loss and accuracy (null without a split). */
+  history: { trainLoss: number; valLoss: number | null; valAccuracy: number | null }[];
 }
 
 export interface FineTuneStageResult {
@@ -83,6 +87,7 @@ export async function fineTuneStage(part: BackbonePart, trainSamples: Sample[], 
       batchSize: opts.batchSize,
       seed: opts.seed,
       patience: opts.patience,
+      dropout: opts.dropout,
       threads: opts.threads,
       signal: opts.signal,
       onProgress: opts.onProgress,
@@ -98,6 +103,7 @@ export async function fineTuneStage(part: BackbonePart, trainSamples: Sample[], 
       valAccuracyAfter: result.after?.accuracy ?? null,
       valLossBefore: result.before?.loss ?? null,
       valLossAfter: result.after?.loss ?? null,
+      history: result.trainLoss.map((trainLoss, i) => ({ trainLoss, valLoss: result.valHistory[i]?.loss ?? null, valAccuracy: result.valHistory[i]?.accuracy ?? null })),
     };
     if (result.bestEpoch === 0) return { summary };
     setHeadLayers(head, result.head);

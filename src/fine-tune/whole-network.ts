@@ -26,6 +26,8 @@ export interface WholeNetworkOptions {
   spread?: number;
   threads?: number;
   weightDecay?: number;
+  /** Dropout after the head's hidden layers while fine-tuning (the head's --dropout; default 0). */
+  dropout?: number;
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -51,7 +53,7 @@ export async function fineTuneWholeNetwork(model: tf.LayersModel, opts: WholeNet
   if (opts.layers !== 'all' && (!Number.isInteger(opts.layers) || opts.layers < 1)) throw new UsageError(`--fine-tune ${opts.layers}: must be 'all' or a whole number ≥ 1`);
   if (opts.layers !== 'all' && opts.layers > all.length) throw new UsageError(`--fine-tune ${opts.layers}: ${opts.layer} is preceded by ${all.length} layers with weights; use at most ${all.length}, or 'all'`);
   const chosen = opts.layers === 'all' ? all : all.slice(all.length - opts.layers);
-  const trainer = await OnnxTrainer.create(graph, { layers: chosen.map((l) => l.constants), head: opts.head, threads: opts.threads, weightDecay: opts.weightDecay });
+  const trainer = await OnnxTrainer.create(graph, { layers: chosen.map((l) => l.constants), head: opts.head, threads: opts.threads, weightDecay: opts.weightDecay, dropout: opts.dropout, seed: opts.seed });
   try {
     const result = await fineTuneLoop(trainer, opts.train, opts.val, {
       epochs: opts.epochs,

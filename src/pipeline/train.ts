@@ -387,11 +387,12 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       ? await fineTuneStage(source.parts[0], dataset.train, dataset.valid, trained.model, {
           layers: o.fineTuneBlocks && 'model' in first ? blockLayerCount(first.model, first.layer, o.fineTuneBlocks) : o.fineTune!,
           epochs: fineTuneEpochs,
-          lr: o.fineTuneLr ?? lr / 10,
+          lr: o.fineTuneLr ?? lr * FINE_TUNE_DEFAULTS.fineTuneLrFactor,
           batchSize: o.batchSize,
           seed: o.seed,
           patience: o.patience,
           augments: o.augment,
+          dropout: o.dropout,
           threads: o.threads,
           signal: o.signal,
           onProgress,
@@ -430,7 +431,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         fineTune: plan
           ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? lr / 10, pooling: o.pooling }
           : stage
-            ? { engine: 'onnx', layers: stage.summary.layers, lr: o.fineTuneLr ?? lr / 10, epochs: fineTuneEpochs, bestEpoch: stage.summary.bestEpoch, pooling: o.pooling }
+            ? { engine: 'onnx', layers: stage.summary.layers, lr: o.fineTuneLr ?? lr * FINE_TUNE_DEFAULTS.fineTuneLrFactor, epochs: fineTuneEpochs, bestEpoch: stage.summary.bestEpoch, pooling: o.pooling }
             : null,
         lr,
         lrFind: lrFind ? { suggested: lrFind.suggested, minimum: lrFind.minimum } : null,
