@@ -1,5 +1,6 @@
 import { loadDataset, type Dataset, type Layout, type Sample } from '../data/layout.ts';
 import type { Skipped } from '../data/files.ts';
+import type { TrainingRecord } from '../bundle/manifest.ts';
 import { TRAIN_DEFAULTS } from '../defaults.ts';
 import { UsageError } from '../errors.ts';
 import type { FusedSource } from '../features/source.ts';
@@ -153,7 +154,7 @@ async function openSource(o: AuditOptions, onProgress?: OnProgress): Promise<Fus
 
 /** The head recipe: train's flags, or the model's when auditing with --model. */
 function headRecipe(o: AuditOptions) {
-  const t = (o.model?.manifest.training ?? {}) as { hidden?: number; dropout?: number; lr?: number; batchSize?: number };
+  const t: Partial<TrainingRecord> = o.model?.manifest.training ?? {};
   return {
     hidden: o.hidden ?? t.hidden ?? TRAIN_DEFAULTS.hidden,
     dropout: o.dropout ?? t.dropout ?? TRAIN_DEFAULTS.dropout,

@@ -1,3 +1,5 @@
+import type { Augment } from '../defaults.ts';
+import type { Layout } from '../data/layout.ts';
 import type { Preprocess } from '../data/preprocess.ts';
 import type { ResizeMode } from '../data/image.ts';
 import type { Pooling } from '../engines/types.ts';
@@ -25,6 +27,49 @@ export interface BackboneRecord {
   onnx?: { file: string; sha256: string };
 }
 
+/** Fine-tuning as it ran: layers of the tfjs path, or the onnx whole-network stage. */
+export interface FineTuneRecord {
+  engine?: 'onnx';
+  layers: string[];
+  lr: number;
+  pooling: Pooling;
+  epochs?: number;
+  bestEpoch?: number;
+}
+
+/**
+ * How the head was trained. What evaluate needs to re-split the data (data, labels, layout,
+ * valSplit, seed) has been written since the first bundles; the optional fields came later,
+ * so older bundles lack them.
+ */
+export interface TrainingRecord {
+  /** The data folder; absolute in bundles written since evaluate re-splits from any working directory (older ones: as given). */
+  data: string;
+  /** The labels CSV of the csv layout (absolute, as `data`). */
+  labels?: string;
+  layout: Layout;
+  valSplit: number;
+  seed: number;
+  hidden: number;
+  dropout: number;
+  lr: number;
+  epochs: number;
+  batchSize: number;
+  patience: number;
+  /** One weight per class, or null for none. */
+  classWeights: number[] | null;
+  engine: string;
+  device: string;
+  backend: string;
+  headEngine?: 'onnx' | 'tfjs';
+  augment?: Augment[];
+  augmentCopies?: number;
+  calibrate?: boolean;
+  ensemble?: number;
+  fineTune?: FineTuneRecord | null;
+  lrFind?: { suggested: number; minimum: number } | null;
+}
+
 export interface Manifest {
   format: typeof BUNDLE_FORMAT;
   formatVersion: number;
@@ -38,7 +83,7 @@ export interface Manifest {
   head: string;
   /** Softmax temperature fitted on the validation split (1 = none). */
   temperature: number;
-  training: Record<string, unknown>;
+  training: TrainingRecord;
   counts: { train: number; valid: number; skipped: number };
   metrics: { valAccuracy?: number; valLoss?: number; valLossUncalibrated?: number; trainAccuracy: number; trainLoss: number; epochs: number; bestEpoch: number; bestEpochs?: number[] };
   history: EpochRecord[];

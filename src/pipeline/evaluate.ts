@@ -33,11 +33,12 @@ export interface EvaluateResult {
  */
 export async function evaluate(model: FinetuneModel, dataDir: string, opts: EvaluateOptions = {}): Promise<EvaluateResult> {
   if (opts.split && !(SPLITS as readonly string[]).includes(opts.split)) throw new UsageError(`--split ${opts.split}: use one of ${SPLITS.join(', ')}`);
-  const training = model.manifest.training as { data?: string; labels?: string; valSplit?: number; seed?: number; layout?: Layout };
+  const training = model.manifest.training;
+  // Bundles written before the path was stored absolute hold it as given: resolved here, as before.
   const same = (a: string | undefined, b: string | undefined) => (a === undefined ? b === undefined : b !== undefined && path.resolve(a) === path.resolve(b));
   const sameData = training.data !== undefined && (same(training.labels, opts.labels) ? same(training.data, dataDir) : training.labels !== undefined && same(training.labels, dataDir));
   const dataset = await loadDataset(dataDir, {
-    layout: opts.layout,
+    layout: opts.layout ?? (sameData ? training.layout : undefined),
     labels: opts.labels,
     classes: model.classes,
     valSplit: sameData ? training.valSplit : 0,

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import * as tf from '../tf.ts';
 import { loadBackbone, onnxFeaturesOnly, type Backbone } from '../backbones/resolve.ts';
 import { isOnnxPath } from '../backbones/onnx-file.ts';
@@ -417,8 +418,9 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
       featureSize: source.featureSize,
       temperature: calibration.temperature,
       training: {
-        data: dataset.root,
-        ...(o.labels !== undefined || dataset.layout === 'csv' ? { labels: o.labels ?? dataDir } : {}),
+        // Absolute, so that evaluate re-splits these very images from any working directory.
+        data: path.resolve(dataset.root),
+        ...(o.labels !== undefined || dataset.layout === 'csv' ? { labels: path.resolve(o.labels ?? dataDir) } : {}),
         layout: dataset.layout,
         valSplit: o.valSplit,
         seed: o.seed,
@@ -431,7 +433,7 @@ export async function train(dataDir: string, options: TrainOptions = {}): Promis
         fineTune: plan
           ? { layers: plan.layers.map((l) => l.name), lr: o.fineTuneLr ?? lr / 10, pooling: o.pooling }
           : stage
-            ? { engine: 'onnx', layers: stage.summary.layers, lr: o.fineTuneLr ?? lr * FINE_TUNE_DEFAULTS.fineTuneLrFactor, epochs: fineTuneEpochs, bestEpoch: stage.summary.bestEpoch, pooling: o.pooling }
+            ? { engine: 'onnx' as const, layers: stage.summary.layers, lr: o.fineTuneLr ?? lr * FINE_TUNE_DEFAULTS.fineTuneLrFactor, epochs: fineTuneEpochs, bestEpoch: stage.summary.bestEpoch, pooling: o.pooling }
             : null,
         lr,
         lrFind: lrFind ? { suggested: lrFind.suggested, minimum: lrFind.minimum } : null,

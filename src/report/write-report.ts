@@ -1,3 +1,4 @@
+import { TRAIN_DEFAULTS } from '../defaults.ts';
 import { writeFileAtomic } from '../fs/atomic.ts';
 import { thumbnailDataUri } from '../data/image.ts';
 import type { EvaluateResult } from '../pipeline/evaluate.ts';
@@ -6,7 +7,7 @@ import { renderReport, selectGalleryImages, type ReportImage } from './index.ts'
 
 /** Builds the self-contained HTML report of an evaluation (thumbnails only for gallery images) and writes it atomically. */
 export async function writeReport(file: string, model: FinetuneModel, result: EvaluateResult, opts: { title?: string; thumbnailSize?: number } = {}): Promise<string> {
-  const seed = Number((model.manifest.training as { seed?: number }).seed ?? 42);
+  const seed = model.manifest.training.seed ?? TRAIN_DEFAULTS.seed;
   const chosen = selectGalleryImages(result.items, { seed });
   const images: ReportImage[] = [];
   for (const item of result.items) {
