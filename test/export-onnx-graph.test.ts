@@ -145,6 +145,7 @@ describe('an ONNX file as the backbone (--backbone model.onnx --layer …)', () 
         t.diagnostic(`largest |exported − predict| ${worst.toExponential(2)}, temperature ${model.manifest.temperature}`);
         assert.ok(worst < 1e-4, `largest difference ${worst}`);
         await assert.rejects(exportModel(model, path.join(tmp, 'never'), { format: 'tfjs' }), /--format tfjs: .*is an ONNX graph, not a tfjs network, so there is no tfjs model to write; use --format onnx/);
+        await assert.rejects(exportModel(model, path.join(tmp, 'never'), { format: 'onnx', withDemo: true }), /--with-demo: .*its backbone is an ONNX graph and the demo page runs tfjs; export without --with-demo/);
       } finally {
         model.head.dispose();
       }
