@@ -58,6 +58,7 @@ export type { TrainOptions, TrainResult } from './pipeline/train.ts';
 export const train = lazy(async () => (await import('./pipeline/train.ts')).train);
 export const findLearningRate = lazy(async () => (await import('./pipeline/train.ts')).findLearningRate);
 export type { LrRangeResult } from './head/lr-range.ts';
+export { suggestLearningRate, type LrPoint } from './head/lr-suggest.ts';
 export type { Prediction, PredictOptions, FinetuneModel } from './pipeline/predict.ts';
 export const loadModel = lazy(async () => (await import('./pipeline/predict.ts')).loadModel);
 export const predict = lazy(async () => (await import('./pipeline/predict.ts')).predict);

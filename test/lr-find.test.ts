@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { suggestLearningRate, type LrPoint } from '../src/head/lr-suggest.ts';
 import { findLearningRate, train } from '../src/pipeline/train.ts';
 import { makeImageDataset } from './fixtures/images.ts';
 import { writeTinyBackbone } from './fixtures/tiny-backbone.ts';
@@ -21,6 +22,38 @@ before(async () => {
   backbone = (await writeTinyBackbone(path.join(tmp, 'backbone'), { seed: 4 })).folder;
 });
 after(() => rm(tmp, { recursive: true, force: true }));
+
+/** 100 rates from 1e-6 to 1, log-spaced as the range test sweeps them, with loss f(log10 lr). */
+const curve = (f: (x: number) => number): LrPoint[] =>
+  Array.from({ length: 100 }, (_, i) => {
+    const x = -6 + (6 * i) / 99;
+    return { lr: 10 ** x, loss: f(x) };
+  });
+const near = (rate: number, log10: number, decades: number) => Math.abs(Math.log10(rate) - log10) <= decades;
+
+test('the suggestion is where the loss falls fastest against log(lr)', () => {
+  // 2 − tanh(x + 3) falls fastest at x = −3; the quadratic from x = −1 on is the blow-up, so the
+  // lowest loss is at lr ≈ 1e-1 and the answer is lr 1e-3, two decades below it (not minimum/10).
+  const { suggested, minimum } = suggestLearningRate(curve((x) => 2 - Math.tanh(x + 3) + 5 * Math.max(0, x + 1) ** 2));
+  assert.ok(near(minimum, -1, 0.07), `minimum ${minimum}`);
+  assert.ok(near(suggested, -3, 0.07), `suggested ${suggested}, expected about 1e-3`);
+});
+
+test('a steeper fall after the lowest loss does not count', () => {
+  // Steepest before the minimum at x = −4 (slope −1); the minimum at x = −2; then a rise and a
+  // fall eight times as steep that stays above the minimum (a diverging run's loss coming back down).
+  const { suggested, minimum } = suggestLearningRate(
+    curve((x) => (x <= -2 ? 3 - Math.tanh(x + 4) : x <= -1 ? 3 - Math.tanh(2) + 10 * (x + 2) : 13 - Math.tanh(2) - 8 * (x + 1))),
+  );
+  assert.ok(near(minimum, -2, 0.07), `minimum ${minimum}`);
+  assert.ok(near(suggested, -4, 0.07), `suggested ${suggested}, expected about 1e-4`);
+});
+
+test('a curve that never falls suggests a decade below its lowest loss', () => {
+  const { suggested, minimum } = suggestLearningRate(curve((x) => 1 + (x + 6) ** 2));
+  assert.equal(minimum, 1e-6);
+  assert.ok(near(suggested, -7, 1e-9), `suggested ${suggested}`);
+});
 
 test('findLearningRate sweeps rates upward and suggests one inside the sweep, below the lowest-loss rate', async () => {
   const result = await findLearningRate(data, { backbone, layer: 'block2_pool', engine: 'tfjs', cacheDir: false });

@@ -4,13 +4,8 @@ import { createRng, shuffleInPlace } from '../data/random.ts';
 import { ADAM } from '../engines/onnx-head-graph.ts';
 import { buildHead, forward, type HeadOptions } from './model.ts';
 import type { HeadEngine } from './train-onnx.ts';
+import { suggestLearningRate, type LrPoint } from './lr-suggest.ts';
 import { batchTensor, EPS, featureMoments, standardizeRows, type FeatureSet } from './train.ts';
-
-export interface LrPoint {
-  lr: number;
-  /** Smoothed training loss (exponential moving average, bias-corrected). */
-  loss: number;
-}
 
 export interface LrRangeResult {
   points: LrPoint[];
@@ -52,7 +47,7 @@ export async function lrRangeTest(train: FeatureSet, classes: number, opts: LrRa
   } finally {
     await stepper.dispose();
   }
-  return { points, ...suggest(points) };
+  return { points, ...suggestLearningRate(points) };
 }
 
 /** One Adam step on a batch at a rate; resolves to the batch's mean loss before the update. */
@@ -119,19 +114,4 @@ async function onnxStepper(train: FeatureSet, classes: number, opts: HeadOptions
     },
     dispose: () => trainer.dispose(),
   };
-}
-
-function suggest(points: LrPoint[]): { suggested: number; minimum: number } {
-  let minimum = points[0]?.lr ?? 1e-3;
-  let lowest = Infinity;
-  for (const p of points) if (p.loss < lowest) [lowest, minimum] = [p.loss, p.lr];
-  // Steepest descent of loss against log(lr), before the minimum, over a small window.
-  let suggested = minimum / 10;
-  let steepest = 0;
-  const upTo = points.findIndex((p) => p.lr === minimum);
-  for (let i = 2; i <= upTo; i++) {
-    const slope = (points[i].loss - points[i - 2].loss) / Math.log(points[i].lr / points[i - 2].lr);
-    if (slope < steepest) [steepest, suggested] = [slope, points[i - 1].lr];
-  }
-  return { suggested, minimum };
 }
