@@ -46,10 +46,14 @@ test('train --augment flip,crop with 2 copies: 4× the rows, each variant cached
   const data = (await makeImageDataset(path.join(tmp, 'data'), { layout: 'fastai', classes: 2, perClass: 8, validPerClass: 4 })).root;
   const { folder } = await writeTinyBackbone(path.join(tmp, 'backbone'), { seed: 3 });
   const cacheDir = path.join(tmp, 'cache');
-  const result = await train(data, { backbone: folder, layer: 'block2_pool', engine: 'tfjs', epochs: 2, cacheDir, augment: ['flip', 'crop'], augmentCopies: 2 });
+  const messages: string[] = [];
+  const result = await train(data, { backbone: folder, layer: 'block2_pool', engine: 'tfjs', epochs: 2, cacheDir, augment: ['flip', 'crop'], augmentCopies: 2, onProgress: (e) => e.status === 'initiate' && messages.push(e.message) });
   result.head.dispose();
-  assert.equal(result.counts.train, 16);
-  assert.equal((result.manifest.training as { augmentCopies: number }).augmentCopies, 2);
+  assert.equal(result.counts.train, 16, 'images counted once');
+  // The head trains on each image, its mirror image and two crops: 4 × 16 rows (what the CLI prints).
+  const training = messages.find((m) => m.startsWith('training '));
+  assert.match(training ?? '', / on 64 images$/, messages.join('\n'));
+  assert.equal(result.manifest.training.augmentCopies, 2);
   const cache = await FeatureCache.open(cacheDir);
   const info = await cache.info();
   await cache.close();
