@@ -69,13 +69,18 @@ export function logitsFromProbabilities(probabilities: ArrayLike<number>): Float
   return Float64Array.from(probabilities, (p) => Math.log(Math.max(p, 1e-15)));
 }
 
-export const TEMPERATURE_RANGE = [0.01, 100] as const;
+/**
+ * The temperatures a fit may return. A small or perfectly separated validation split pushes
+ * T towards 0 (certainty); the bounds keep one lucky split from making every later prediction
+ * 0 or 1, and one unlucky one from flattening them all.
+ */
+export const TEMPERATURE_RANGE = [0.5, 10] as const;
 
 /**
  * The T > 0 that minimises the mean log loss of softmax(logits / T) (Guo et al. 2017).
  * With s = 1/T the loss is convex in s, so its derivative is monotone and a bisection on its
- * sign finds the optimum without step sizes to tune. The answer is clamped to
- * TEMPERATURE_RANGE: perfectly separated data would otherwise push T towards 0.
+ * sign finds the optimum without step sizes to tune. The answer lies in TEMPERATURE_RANGE
+ * (convex in s: the optimum over the range is the unbounded one clamped to it).
  * A logit of -Infinity (log of a probability that underflowed) is read as 1e-15 of the row's
  * top class, so one such sample cannot make the loss infinite at every T.
  */

@@ -190,18 +190,13 @@ function appendRows(a: FeatureSet, b: FeatureSet): FeatureSet {
 
 /**
  * Temperature scaling (Guo et al. 2017): one scalar T fitted on the validation split so that
- * softmax(log p / T) minimises log loss. Accuracy is unchanged; confidence becomes honest.
+ * softmax(log p / T) minimises log loss, within TEMPERATURE_RANGE. Accuracy is unchanged;
+ * confidence becomes honest.
  */
-const MIN_TEMPERATURE = 0.5;
-const MAX_TEMPERATURE = 10;
-/** Fewer validation images than this leave the temperature at 1. */
-
 function calibrate(head: tf.Sequential, valid: FeatureSet): { temperature: number; valLoss: number } {
   const probs = tf.tidy(() => (head.predict(tf.tensor2d(valid.x, [valid.n, valid.dim])) as tf.Tensor2D).arraySync());
   const logits = probs.map((row) => logitsFromProbabilities(row));
-  // A small or perfectly separated validation split pushes T towards 0 (certainty); the
-  // bounds keep one lucky split from making every later prediction 0 or 1.
-  const temperature = Math.min(MAX_TEMPERATURE, Math.max(MIN_TEMPERATURE, fitTemperature(valid.y, logits)));
+  const temperature = fitTemperature(valid.y, logits);
   const scaled = logits.map((row) => applyTemperature(row, temperature));
   return { temperature, valLoss: logLoss(valid.y, scaled) };
 }
