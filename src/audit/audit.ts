@@ -8,6 +8,7 @@ import type { FeatureSet } from '../head/train.ts';
 import type { FinetuneModel } from '../predict.ts';
 import type { OnProgress } from '../progress.ts';
 import { backboneParts, classWeights, type TrainOptions } from '../train.ts';
+import { resolveHeadEngine } from '../head/train-onnx.ts';
 import { applyFixFile } from './fix-list.ts';
 import { judgeLabels, LABEL_SCORES, type LabelScore } from './label-issues.ts';
 import { centredUnitRows, nearestOfClass, searchNeighbours, type NeighbourTable } from './neighbours.ts';
@@ -220,6 +221,8 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
   const features: FeatureSet = { x, y, n, dim };
   const probabilities = await outOfFoldProbabilities(features, k, {
     folds,
+    engine: await resolveHeadEngine(options.engine),
+    threads: options.threads,
     seed,
     epochs,
     patience: epochs,
