@@ -219,9 +219,10 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
   const oofStarted = performance.now();
   onProgress?.({ status: 'initiate', task: 'audit', message: `out-of-fold probabilities: ${folds} heads on ${n} images`, total: folds, unit: 'folds' });
   const features: FeatureSet = { x, y, n, dim };
+  const engine = await resolveHeadEngine(options.engine);
   const probabilities = await outOfFoldProbabilities(features, k, {
     folds,
-    engine: await resolveHeadEngine(options.engine),
+    engine,
     threads: options.threads,
     seed,
     epochs,
@@ -240,6 +241,8 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
   const table = await searchNeighbours(centredUnitRows(view.x, n, view.dim), n, view.dim, y, k, {
     k: Math.max(outlierK, neighbours),
     threshold: duplicateThreshold,
+    engine,
+    threads: options.threads,
     signal,
     onBlock: (done, total) => onProgress?.({ status: 'progress', task: 'search', current: done, total, unit: 'images' }),
   });
