@@ -13,7 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { audit, type AuditOptions, type AuditResult } from '../src/audit/audit.ts';
-import { applyFixList, fixRows, formatFixList, parseCsv, readFixList } from '../src/audit/fix-list.ts';
+import { applyFixList, fixRows, formatFixList, readFixList } from '../src/audit/fix-list.ts';
+import { UsageError } from '../src/errors.ts';
 import { writeAuditReport } from '../src/audit/report-file.ts';
 import { loadDataset } from '../src/data/layout.ts';
 import { train } from '../src/train.ts';
@@ -153,7 +154,17 @@ describe('fix list', () => {
     const file = path.join(tmp, 'round.csv');
     await writeFile(file, formatFixList(rows));
     assert.deepEqual(await readFixList(file), rows.map((r) => ({ suggested: undefined, reason: undefined, ...r })));
-    assert.deepEqual(parseCsv('a,b\r\n"x""y",z\r\n').map((r) => r.fields), [['a', 'b'], ['x"y', 'z']]);
+  });
+
+  test('a fix list edited in a spreadsheet (BOM, CRLF, quoted paths with commas) reads back; a broken quote names the file', async () => {
+    const file = path.join(tmp, 'edited.csv');
+    await writeFile(file, '\uFEFFpath,action,suggested,reason\r\n"/data/cats, old/a ""1"".jpg",relabel,dogs,\r\n\r\n /data/b.jpg , remove ,,\r\n');
+    assert.deepEqual(await readFixList(file), [
+      { path: '/data/cats, old/a "1".jpg', action: 'relabel', suggested: 'dogs', reason: undefined },
+      { path: '/data/b.jpg', action: 'remove', suggested: undefined, reason: undefined },
+    ]);
+    await writeFile(file, 'path,action,suggested\n"/data/a.jpg,remove,\n');
+    await assert.rejects(readFixList(file), (err: Error) => err instanceof UsageError && err.message.startsWith(`--exclude ${file}: `) && !err.message.includes('\n'));
   });
 
   test('train --exclude leaves out removed images and trains relabelled ones as the suggested class', async () => {
