@@ -8,7 +8,7 @@ export interface GramBlocks {
 }
 
 /**
- * On onnxruntime (MLAS, every core) where it loads: the same products on tfjs's CPU backend
+ * On onnxruntime (MLAS, every core) where it loads: the same products on tfjs
  * took 15 s of a 3,000-image audit with mobilenet_v2's 1,280 averaged features (README, Audit).
  */
 export async function gramBlocks(unit: Float32Array, n: number, dim: number, opts: { engine: 'onnx' | 'tfjs'; threads?: number }): Promise<GramBlocks> {
