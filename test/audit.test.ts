@@ -35,6 +35,7 @@ let oddOne: string;
 let first: AuditResult;
 let dupes: AuditResult;
 let planted: [string, string][] = [];
+let collagesRoot: string;
 
 /** A collage of random rectangles on a background of the class's colour: no two alike. */
 async function writeCollage(file: string, label: number, seed: number): Promise<void> {
@@ -95,6 +96,7 @@ before(async () => {
   await copyFile(...exact);
   planted.push(exact);
   dupes = await audit(collages, { ...options, folds: 2, epochs: 2 });
+  collagesRoot = collages;
 });
 
 after(async () => {
@@ -124,6 +126,15 @@ describe('audit finds what was planted', () => {
     assert.equal(top.filter((d) => d.leakage).length, 1);
     assert.equal(top.filter((d) => d.exact).length, 1, 'the byte copy is marked');
     assert.ok(dupes.duplicates.length <= planted.length + 2, `${dupes.duplicates.length} pairs among ${dupes.counts.images} images`);
+  });
+
+  test('on onnxruntime (the default where it loads) heads and search give the tfjs audit up to rounding', async () => {
+    const onnx = await audit(collagesRoot, { ...options, folds: 2, epochs: 2, engine: 'onnx' });
+    assert.deepEqual(onnx.duplicates.map((d) => [d.a, d.b]), dupes.duplicates.map((d) => [d.a, d.b]));
+    onnx.duplicates.forEach((d, i) => assert.ok(Math.abs(d.similarity - dupes.duplicates[i].similarity) < 1e-4, `${d.a}: ${d.similarity} against ${dupes.duplicates[i].similarity}`));
+    const worst = Math.max(...onnx.scores.outOfFold.map((p, i) => Math.abs(p - dupes.scores.outOfFold[i])));
+    assert.ok(worst < 1e-3, `out-of-fold probabilities differ by up to ${worst}`);
+    assert.deepEqual(onnx.outliers.map((o) => o.path), dupes.outliers.map((o) => o.path));
   });
 
   test('the grey gradient is the top outlier', () => {
