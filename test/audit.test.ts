@@ -13,7 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { audit, type AuditOptions, type AuditResult } from '../src/audit/audit.ts';
-import { applyFixList, fixRows, formatFixList, parseCsv, readFixList } from '../src/audit/fix-list.ts';
+import { applyFixList, fixRows, formatFixList, readFixList } from '../src/audit/fix-list.ts';
+import { UsageError } from '../src/errors.ts';
 import { writeAuditReport } from '../src/audit/report-file.ts';
 import { loadDataset } from '../src/data/layout.ts';
 import { train } from '../src/pipeline/train.ts';
@@ -34,6 +35,7 @@ let oddOne: string;
 let first: AuditResult;
 let dupes: AuditResult;
 let planted: [string, string][] = [];
+let collagesRoot: string;
 
 /** A collage of random rectangles on a background of the class's colour: no two alike. */
 async function writeCollage(file: string, label: number, seed: number): Promise<void> {
@@ -94,6 +96,7 @@ before(async () => {
   await copyFile(...exact);
   planted.push(exact);
   dupes = await audit(collages, { ...options, folds: 2, epochs: 2 });
+  collagesRoot = collages;
 });
 
 after(async () => {
@@ -125,6 +128,15 @@ describe('audit finds what was planted', () => {
     assert.ok(dupes.duplicates.length <= planted.length + 2, `${dupes.duplicates.length} pairs among ${dupes.counts.images} images`);
   });
 
+  test('on onnxruntime (the default where it loads) heads and search give the tfjs audit up to rounding', async () => {
+    const onnx = await audit(collagesRoot, { ...options, folds: 2, epochs: 2, engine: 'onnx' });
+    assert.deepEqual(onnx.duplicates.map((d) => [d.a, d.b]), dupes.duplicates.map((d) => [d.a, d.b]));
+    onnx.duplicates.forEach((d, i) => assert.ok(Math.abs(d.similarity - dupes.duplicates[i].similarity) < 1e-4, `${d.a}: ${d.similarity} against ${dupes.duplicates[i].similarity}`));
+    const worst = Math.max(...onnx.scores.outOfFold.map((p, i) => Math.abs(p - dupes.scores.outOfFold[i])));
+    assert.ok(worst < 1e-3, `out-of-fold probabilities differ by up to ${worst}`);
+    assert.deepEqual(onnx.outliers.map((o) => o.path), dupes.outliers.map((o) => o.path));
+  });
+
   test('the grey gradient is the top outlier', () => {
     assert.equal(first.outliers[0]?.path, oddOne, JSON.stringify(first.outliers.slice(0, 3)));
   });
@@ -153,7 +165,17 @@ describe('fix list', () => {
     const file = path.join(tmp, 'round.csv');
     await writeFile(file, formatFixList(rows));
     assert.deepEqual(await readFixList(file), rows.map((r) => ({ suggested: undefined, reason: undefined, ...r })));
-    assert.deepEqual(parseCsv('a,b\r\n"x""y",z\r\n').map((r) => r.fields), [['a', 'b'], ['x"y', 'z']]);
+  });
+
+  test('a fix list edited in a spreadsheet (BOM, CRLF, quoted paths with commas) reads back; a broken quote names the file', async () => {
+    const file = path.join(tmp, 'edited.csv');
+    await writeFile(file, '\uFEFFpath,action,suggested,reason\r\n"/data/cats, old/a ""1"".jpg",relabel,dogs,\r\n\r\n /data/b.jpg , remove ,,\r\n');
+    assert.deepEqual(await readFixList(file), [
+      { path: '/data/cats, old/a "1".jpg', action: 'relabel', suggested: 'dogs', reason: undefined },
+      { path: '/data/b.jpg', action: 'remove', suggested: undefined, reason: undefined },
+    ]);
+    await writeFile(file, 'path,action,suggested\n"/data/a.jpg,remove,\n');
+    await assert.rejects(readFixList(file), (err: Error) => err instanceof UsageError && err.message.startsWith(`--exclude ${file}: `) && !err.message.includes('\n'));
   });
 
   test('train --exclude leaves out removed images and trains relabelled ones as the suggested class', async () => {

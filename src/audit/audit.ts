@@ -9,6 +9,7 @@ import type { FeatureSet } from '../head/train.ts';
 import type { FinetuneModel } from '../pipeline/predict.ts';
 import type { OnProgress } from '../progress.ts';
 import { backboneParts, classWeights, type TrainOptions } from '../pipeline/train.ts';
+import { resolveHeadEngine } from '../head/train-onnx.ts';
 import { applyFixFile } from './fix-list.ts';
 import { judgeLabels, LABEL_SCORES, type LabelScore } from './label-issues.ts';
 import { centredUnitRows, nearestOfClass, searchNeighbours, type NeighbourTable } from './neighbours.ts';
@@ -219,8 +220,11 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
   const oofStarted = performance.now();
   onProgress?.({ status: 'initiate', task: 'audit', message: `out-of-fold probabilities: ${folds} heads on ${n} images`, total: folds, unit: 'folds' });
   const features: FeatureSet = { x, y, n, dim };
+  const engine = await resolveHeadEngine(options.engine);
   const probabilities = await outOfFoldProbabilities(features, k, {
     folds,
+    engine,
+    threads: options.threads,
     seed,
     epochs,
     patience: epochs,
@@ -238,6 +242,8 @@ export async function audit(dataDir: string, options: AuditOptions = {}): Promis
   const table = await searchNeighbours(centredUnitRows(view.x, n, view.dim), n, view.dim, y, k, {
     k: Math.max(outlierK, neighbours),
     threshold: duplicateThreshold,
+    engine,
+    threads: options.threads,
     signal,
     onBlock: (done, total) => onProgress?.({ status: 'progress', task: 'search', current: done, total, unit: 'images' }),
   });

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { csvRecords } from '../data/csv-labels.ts';
 import type { Dataset, Sample } from '../data/layout.ts';
 import { UsageError } from '../errors.ts';
 
@@ -28,52 +29,16 @@ export function formatFixList(rows: FixRow[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** RFC 4180 records: quoted fields may hold commas, quotes ("") and line breaks. */
-export function parseCsv(text: string): { fields: string[]; line: number }[] {
-  const records: { fields: string[]; line: number }[] = [];
-  let fields: string[] = [];
-  let field = '';
-  let quoted = false;
-  let line = 1;
-  let start = 1;
-  const endRecord = () => {
-    fields.push(field);
-    if (fields.length > 1 || fields[0] !== '') records.push({ fields, line: start });
-    fields = [];
-    field = '';
-    start = line;
-  };
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (field += '"'), i++;
-      else if (ch === '"') quoted = false;
-      else {
-        if (ch === '\n') line++;
-        field += ch;
-      }
-    } else if (ch === '"' && field === '') quoted = true;
-    else if (ch === ',') (fields.push(field), (field = ''));
-    else if (ch === '\n' || ch === '\r') {
-      if (ch === '\r' && text[i + 1] === '\n') i++;
-      line++;
-      endRecord();
-    } else field += ch;
-  }
-  if (field !== '' || fields.length > 0) endRecord();
-  return records;
-}
-
 export async function readFixList(file: string): Promise<FixRow[]> {
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new UsageError(`--exclude ${file}: ${err.code === 'ENOENT' ? 'no such file' : `cannot read it (${err.code ?? err})`}; give the CSV that \`finetune audit --fix-list\` wrote`);
   });
-  const records = parseCsv(text.replace(/^\uFEFF/, ''));
-  const header = records.shift()?.fields.map((h) => h.trim().toLowerCase()) ?? [];
+  const records = csvRecords(text, `--exclude ${file}`);
+  const header = records.shift()?.record.map((h) => h.toLowerCase()) ?? [];
   const col = (name: string) => header.indexOf(name);
   if (col('path') < 0 || col('action') < 0) throw new UsageError(`--exclude ${file}: the first line must name the columns path,action,suggested (as \`finetune audit --fix-list\` writes them)`);
-  return records.map(({ fields, line }) => {
-    const get = (name: string) => (col(name) >= 0 ? (fields[col(name)] ?? '').trim() : '');
+  return records.map(({ record, info: { lines: line } }) => {
+    const get = (name: string) => (col(name) >= 0 ? (record[col(name)] ?? '') : '');
     const action = get('action').toLowerCase();
     if (!(FIX_ACTIONS as readonly string[]).includes(action)) throw new UsageError(`--exclude ${file} line ${line}: action "${get('action')}" must be one of ${FIX_ACTIONS.join(', ')}`);
     const suggested = get('suggested');

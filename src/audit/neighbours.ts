@@ -1,5 +1,5 @@
-import * as tf from '../tf.ts';
 import { InterruptedError } from '../errors.ts';
+import { gramBlocks } from './gram.ts';
 
 export interface SimilarPair {
   /** Row indices, a < b. */
@@ -24,6 +24,9 @@ export interface NeighbourTable {
 export interface NeighbourOptions {
   k: number;
   threshold: number;
+  /** Where the block products run (onnxruntime where it loads). */
+  engine?: 'onnx' | 'tfjs';
+  threads?: number;
   signal?: AbortSignal;
   onBlock?: (done: number, total: number) => void;
 }
@@ -72,7 +75,7 @@ function insert(sims: Float32Array, index: Int32Array, slot: number, k: number, 
 }
 
 /**
- * One pass of blocked matrix products (a block of rows × all rows, on the tfjs backend) keeps
+ * One pass of blocked matrix products (a block of rows × all rows, gram.ts) keeps
  * each row's nearest rows per class and of any class. Near-duplicates are then scored by CSLS
  * (Conneau et al. 2018): a pair counts when the two are much closer to each other than each is
  * to its usual neighbours, which holds across backbones whose cosines sit at different levels
@@ -86,14 +89,12 @@ export async function searchNeighbours(unit: Float32Array, n: number, dim: numbe
   const nearIndex = new Int32Array(n * m).fill(-1);
   const nearSims = new Float32Array(n * m).fill(-Infinity);
   const blockRows = Math.max(1, Math.min(n, Math.floor(BLOCK_VALUES / Math.max(1, n))));
-  const all = tf.tensor2d(unit, [n, dim]);
+  const gram = await gramBlocks(unit, n, dim, { engine: opts.engine ?? 'tfjs', threads: opts.threads });
   try {
     for (let start = 0; start < n; start += blockRows) {
       if (opts.signal?.aborted) throw new InterruptedError();
       const rows = Math.min(blockRows, n - start);
-      const block = tf.tidy(() => tf.matMul(tf.slice(all, [start, 0], [rows, dim]), all, false, true));
-      const sims = (await block.data()) as Float32Array;
-      block.dispose();
+      const sims = await gram.block(start, rows);
       for (let r = 0; r < rows; r++) {
         const i = start + r;
         const base = r * n;
@@ -108,7 +109,7 @@ export async function searchNeighbours(unit: Float32Array, n: number, dim: numbe
       await new Promise((r) => setImmediate(r));
     }
   } finally {
-    all.dispose();
+    await gram.dispose();
   }
   const density = new Float32Array(n);
   const d = Math.min(DENSITY_NEIGHBOURS, m);

@@ -1,10 +1,14 @@
 import * as tf from '../tf.ts';
 import { InterruptedError } from '../errors.ts';
 import { trainHead, type FeatureSet, type HeadTrainingOptions } from '../head/train.ts';
+import { trainHeadsOnnx, type HeadEngine } from '../head/train-onnx.ts';
 import { stratifiedFolds } from './folds.ts';
 
 export interface OutOfFoldOptions extends Omit<HeadTrainingOptions, 'onEpoch'> {
   folds: number;
+  /** Where the heads train: train's engine choice (onnxruntime where it loads). */
+  engine: HeadEngine;
+  threads?: number;
   /** Called after each fold's head has scored its held-out rows. */
   onFold?: (fold: number, folds: number) => void;
 }
@@ -33,7 +37,8 @@ export async function outOfFoldProbabilities(set: FeatureSet, classes: number, o
     const rest: number[] = [];
     for (let i = 0; i < set.n; i++) (folds[i] === fold ? held : rest).push(i);
     if (held.length === 0) continue;
-    const { model } = await trainHead(take(set, rest), undefined, classes, { ...opts, seed: opts.seed + fold });
+    const recipe = { ...opts, seed: opts.seed + fold };
+    const { model } = opts.engine === 'onnx' ? await trainHeadsOnnx(take(set, rest), undefined, classes, recipe) : await trainHead(take(set, rest), undefined, classes, recipe);
     try {
       const heldSet = take(set, held);
       const probs = tf.tidy(() => (model.predict(tf.tensor2d(heldSet.x, [heldSet.n, heldSet.dim])) as tf.Tensor2D).dataSync());

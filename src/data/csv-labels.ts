@@ -26,6 +26,26 @@ async function exists(file: string): Promise<boolean> {
   return (await stat(file).catch(() => undefined)) !== undefined;
 }
 
+/** One CSV record and the line it ends on. */
+export interface CsvRecord {
+  info: { lines: number };
+  record: string[];
+}
+
+/**
+ * RFC 4180 records of a CSV file finetune reads (--labels, --exclude): a byte-order mark
+ * dropped, blank lines skipped, spaces around fields trimmed (inside quotes kept); a malformed
+ * file is one UsageError starting with `what` (the flag and file).
+ */
+export function csvRecords(text: string, what: string): CsvRecord[] {
+  try {
+    return parse(text, { bom: true, info: true, skip_empty_lines: true, trim: true }) as unknown as CsvRecord[];
+  } catch (err) {
+    if (err instanceof CsvError) throw new UsageError(`${what}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
 /** Parses `file` into rows whose image files exist; the rest go to `skipped` with the line that named them. */
 export async function readCsvLabels(file: string, dataDir: string, skipped: Skipped[]): Promise<CsvRow[]> {
   let text: string;
@@ -34,13 +54,7 @@ export async function readCsvLabels(file: string, dataDir: string, skipped: Skip
   } catch (err) {
     throw new UsageError(`--labels ${file}: ${reasonOf(err)}`, { cause: err });
   }
-  let records: { info: { lines: number }; record: string[] }[];
-  try {
-    records = parse(text, { bom: true, info: true, skip_empty_lines: true, trim: true }) as unknown as typeof records;
-  } catch (err) {
-    if (err instanceof CsvError) throw new UsageError(`--labels ${file}: ${err.message}`, { cause: err });
-    throw err;
-  }
+  const records = csvRecords(text, `--labels ${file}`);
   const header = records[0]?.record.map((name) => name.toLowerCase());
   const column = (name: string) => header?.indexOf(name) ?? -1;
   const [pathAt, labelAt, splitAt] = [column('path'), column('label'), column('split')];
